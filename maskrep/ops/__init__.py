@@ -1,0 +1,32 @@
+"""Mask, polygon, RLE and box operations on numpy arrays and torch tensors."""
+
+from .boxes import box_area, box_iou, box_xywh_to_xyxy, box_xyxy_to_xywh, generalized_box_iou
+from .masks import (
+    crop_masks_in_boxes,
+    mask_iou,
+    mask_iou_pairwise,
+    masks_to_boxes,
+    paste_masks,
+    rasterize_in_boxes,
+)
+from .polygons import polygon_area, polygons_to_mask
+from .rle import mask_to_rle, rle_area, rle_to_mask
+
+__all__ = [
+    "box_area",
+    "box_iou",
+    "box_xywh_to_xyxy",
+    "box_xyxy_to_xywh",
+    "generalized_box_iou",
+    "crop_masks_in_boxes",
+    "mask_iou",
+    "mask_iou_pairwise",
+    "masks_to_boxes",
+    "paste_masks",
+    "rasterize_in_boxes",
+    "polygon_area",
+    "polygons_to_mask",
+    "mask_to_rle",
+    "rle_area",
+    "rle_to_mask",
+]

@@ -1,0 +1,92 @@
+"""Slow plain-loop oracles: each only has to be obviously right."""
+
+import math
+
+import numpy as np
+
+
+def point_in_polygon(x: float, y: float, vertices: np.ndarray) -> bool:
+    """Even-odd ray casting to the right."""
+    inside = False
+    n = len(vertices)
+    for k in range(n):
+        xa, ya = vertices[k]
+        xb, yb = vertices[(k + 1) % n]
+        if (ya > y) != (yb > y):
+            xc = xa + (y - ya) * (xb - xa) / (yb - ya)
+            if x < xc:
+                inside = not inside
+    return inside
+
+
+def rasterize(polygons, height, width):
+    out = np.zeros((height, width), dtype=bool)
+    for r in range(height):
+        for c in range(width):
+            out[r, c] = any(point_in_polygon(c + 0.5, r + 0.5, np.asarray(p, float).reshape(-1, 2)) for p in polygons)
+    return out
+
+
+def bilinear_roi(img: np.ndarray, y: float, x: float) -> float:
+    """detectron2 RoIAlign bilinear read in pixel-index coordinates (METHODS 8.1 step 5)."""
+    h, w = img.shape
+    if y < -1.0 or y > h or x < -1.0 or x > w:
+        return 0.0
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_lo, x_lo = int(y), int(x)
+    if y_lo >= h - 1:
+        y_lo = y_hi = h - 1
+        y = float(y_lo)
+    else:
+        y_hi = y_lo + 1
+    if x_lo >= w - 1:
+        x_lo = x_hi = w - 1
+        x = float(x_lo)
+    else:
+        x_hi = x_lo + 1
+    ly, lx = y - y_lo, x - x_lo
+    hy, hx = 1 - ly, 1 - lx
+    return hy * hx * img[y_lo, x_lo] + hy * lx * img[y_lo, x_hi] + ly * hx * img[y_hi, x_lo] + ly * lx * img[y_hi, x_hi]
+
+
+def roi_align_one(img, box, size, sampling_ratio=0, aligned=True):
+    """One RoI of one channel, (size, size) float64 (METHODS 8.1)."""
+    off = 0.5 if aligned else 0.0
+    xs, ys, xe, ye = box[0] - off, box[1] - off, box[2] - off, box[3] - off
+    w, h = xe - xs, ye - ys
+    if not aligned:
+        w, h = max(w, 1.0), max(h, 1.0)
+    bw, bh = w / size, h / size
+    gh = sampling_ratio if sampling_ratio > 0 else math.ceil(h / size)
+    gw = sampling_ratio if sampling_ratio > 0 else math.ceil(w / size)
+    out = np.zeros((size, size))
+    count = max(gh * gw, 1)
+    for ph in range(size):
+        for pw in range(size):
+            acc = 0.0
+            for iy in range(gh):
+                y = ys + ph * bh + (iy + 0.5) * bh / gh
+                for ix in range(gw):
+                    x = xs + pw * bw + (ix + 0.5) * bw / gw
+                    acc += bilinear_roi(img, y, x)
+            out[ph, pw] = acc / count
+    return out
+
+
+def paste_one(probs: np.ndarray, box, height, width):
+    """Whole-image bilinear resampling with zero padding, one pixel at a time (METHODS 8.4)."""
+    s = probs.shape[0]
+    x0, y0, x1, y1 = box
+    out = np.zeros((height, width))
+    for r in range(height):
+        for c in range(width):
+            x = (c + 0.5 - x0) * s / (x1 - x0) - 0.5
+            y = (r + 0.5 - y0) * s / (y1 - y0) - 0.5
+            xl, yl = math.floor(x), math.floor(y)
+            v = 0.0
+            for yy, wy in ((yl, 1 - (y - yl)), (yl + 1, y - yl)):
+                for xx, wx in ((xl, 1 - (x - xl)), (xl + 1, x - xl)):
+                    if 0 <= yy < s and 0 <= xx < s:
+                        v += wy * wx * probs[yy, xx]
+            out[r, c] = v
+    return out
