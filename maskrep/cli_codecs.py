@@ -1,5 +1,94 @@
-"""``maskrep fit`` and ``maskrep reconstruct`` (filled in with the codecs)."""
+"""``maskrep fit`` and ``maskrep reconstruct``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def _add_data_args(p) -> None:
+    p.add_argument("--annotations", required=True, help="COCO instances JSON")
+    p.add_argument("--min-area", type=float, default=0.0, help="leave out instances smaller than this (pixels)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="count and skip bad annotations instead of stopping at the first one")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N instances")
+
+
+def _instances(args):
+    from .data import CocoInstances
+
+    data = CocoInstances(args.annotations, min_area=args.min_area, on_error="skip" if args.skip_bad else "raise")
+    insts = list(data)
+    if args.limit is not None:
+        insts = insts[: args.limit]
+    print(f"{args.annotations}: {len(insts)} instances ({data.summary()})")
+    return insts
+
+
+def _cmd_fit(args) -> int:
+    from .codecs import get_codec
+    from .engine.reconstruction import fit_codec
+
+    params = {"mask_size": args.mask_size}
+    if args.dim is not None:
+        params["dim"] = args.dim
+    if args.rank is not None:
+        params["rank"] = args.rank
+    if args.resolution is not None:
+        params["resolution"] = args.resolution
+    if args.codec == "pca":
+        params.update(whiten=args.whiten, sigmoid=args.sigmoid, jitter=args.jitter, seed=args.seed)
+    if args.codec == "svd" and args.mode is not None:
+        params["mode"] = args.mode
+    codec = get_codec(args.codec, **params)
+    fit_codec(codec, _instances(args))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    codec.save(args.out)
+    print(f"saved {codec!r} to {args.out}")
+    return 0
+
+
+def _cmd_reconstruct(args) -> int:
+    from .engine.reconstruction import evaluate_reconstruction, format_table, parse_codec_spec, plot_rate_distortion
+
+    codecs = [parse_codec_spec(spec) for spec in args.codec]
+    for spec, codec in zip(args.codec, codecs):
+        if not codec.is_fitted:
+            raise SystemExit(f"codec {spec!r} needs fitting: run `maskrep fit {codec.name} ...` and pass the saved file")
+    insts = _instances(args)
+    results = [evaluate_reconstruction(c, insts, full_image=not args.crop_only) for c in codecs]
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_rate_distortion(results, args.plot, key="crop_iou" if args.crop_only else "full_iou")
+        print(f"wrote {args.plot}")
+    return 0
 
 
 def add_commands(sub) -> None:
-    return None
+    p = sub.add_parser("fit", help="fit a codec on the box crops of a COCO data set and save it")
+    p.add_argument("codec", help="codec name (bitmap, dct, pca, svd)")
+    _add_data_args(p)
+    p.add_argument("--mask-size", type=int, default=28, help="crop side S (default 28)")
+    p.add_argument("--dim", type=int, default=None, help="code length (pca, dct)")
+    p.add_argument("--rank", type=int, default=None, help="rank k (svd)")
+    p.add_argument("--mode", choices=("cls", "reg"), default=None, help="svd mode")
+    p.add_argument("--resolution", type=int, default=None, help="bitmap resolution R")
+    p.add_argument("--no-whiten", dest="whiten", action="store_false", help="pca: do not whiten codes")
+    p.add_argument("--no-sigmoid", dest="sigmoid", action="store_false", help="pca: fit on 0/1 masks, not logits")
+    p.add_argument("--no-jitter", dest="jitter", action="store_false", help="pca: no random eps while fitting")
+    p.add_argument("--seed", type=int, default=0, help="pca: jitter seed")
+    p.add_argument("--out", required=True, help="output .npz (for pca: AdelaiDet's format plus a header)")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("reconstruct", help="measure codecs' round-trip quality on a COCO data set")
+    p.add_argument("--codec", action="append", required=True,
+                   help="a saved codec .npz, or name:key=value,... (repeatable)")
+    _add_data_args(p)
+    p.add_argument("--crop-only", action="store_true", help="skip the full-image (paste) IoU")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--plot", default=None, help="write a rate-distortion chart (PNG) here")
+    p.set_defaults(func=_cmd_reconstruct)

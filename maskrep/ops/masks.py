@@ -173,7 +173,8 @@ def _paste_axis(n_pix: int, lo: float, hi: float, size: int):
     return index, 1.0 - frac, frac
 
 
-def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: float | None = 0.5):
+def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: float | None = 0.5,
+                backend: str = "auto"):
     """Paste box-frame probability maps back into full images (bilinear, zeros outside the crop).
 
     Parameters
@@ -183,6 +184,9 @@ def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: fl
     image_size : (H, W)
     threshold : float or None
         Pixels with a pasted value >= threshold are foreground; None returns the values.
+    backend : {"auto", "reference", "numba"}
+        "reference" resamples the whole image for every mask; "numba" visits only the pixels a
+        crop can reach, with the same arithmetic (identical output).
 
     Returns
     -------
@@ -193,16 +197,35 @@ def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: fl
     The value at pixel (r, c) is the crop sampled at ((c + 0.5 - x0) * S / (x1 - x0) - 0.5,
     (r + 0.5 - y0) * S / (y1 - y0) - 0.5) in crop pixel-index coordinates, the detectron2 /
     mmdet ``paste_masks_in_image`` rule (grid_sample, align_corners=False, zeros padding).
-    A box with zero width or height pastes nothing. This reference resamples the whole image
-    for every mask.
+    A box with zero width or height pastes nothing.
     """
+    from .._kernels import choose_backend
+
     probs = to_numpy(mask_probs, np.float64)
     if probs.ndim != 3 or probs.shape[1] != probs.shape[2]:
         raise ValueError(f"mask_probs must be (N, S, S), got shape {probs.shape}")
     boxes_np = _check_boxes(to_numpy(boxes, np.float64), probs.shape[0])
     h, w = (int(v) for v in image_size)
-    n, size = probs.shape[0], probs.shape[1]
+    n = probs.shape[0]
     out = np.zeros((n, h, w), dtype=bool if threshold is not None else np.float64)
+    # a pixel no crop reaches has value 0, so only a threshold above 0 may skip it
+    if choose_backend(backend) == "numba" and (threshold is None or threshold > 0):
+        from .._kernels.numba_cpu import paste_masks_kernel
+
+        dummy_values = np.zeros((1, 1, 1)) if threshold is not None else out
+        dummy_masks = out if threshold is not None else np.zeros((1, 1, 1), dtype=bool)
+        paste_masks_kernel(np.ascontiguousarray(probs), np.ascontiguousarray(boxes_np), h, w,
+                           0.0 if threshold is None else float(threshold), dummy_values, dummy_masks,
+                           threshold is not None)
+        return like(out, mask_probs)
+    _paste_reference(probs, boxes_np, threshold, out)
+    return like(out, mask_probs)
+
+
+def _paste_reference(probs: np.ndarray, boxes_np: np.ndarray, threshold: float | None, out: np.ndarray) -> None:
+    """Whole-image bilinear resampling, one mask at a time, into ``out`` (N, H, W)."""
+    n, h, w = out.shape
+    size = probs.shape[1]
     for i in range(n):
         x0, y0, x1, y1 = boxes_np[i]
         if not (x1 > x0 and y1 > y0):
@@ -214,7 +237,6 @@ def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: fl
         bottom = wx0 * padded[cy[:, None] + 1, cx] + wx1 * padded[cy[:, None] + 1, cx + 1]
         values = wy0[:, None] * top + wy1[:, None] * bottom
         out[i] = values >= threshold if threshold is not None else values
-    return like(out, mask_probs)
 
 
 def _as_bool_masks(masks, name: str) -> np.ndarray:

@@ -1,0 +1,27 @@
+"""Mask codecs: (N, S, S) bool crops <-> (N, D) codes. Every built-in codec is registered here."""
+
+from .base import CODECS, CodecModule, MaskCodec, get_codec, list_codecs, load, register_codec
+from .bitmap import BitmapCodec
+from .dct import DCTCodec
+from .pca import PCACodec
+from .svd import SVDCodec, compose_units
+
+register_codec("bitmap", BitmapCodec)
+register_codec("dct", DCTCodec)
+register_codec("pca", PCACodec)
+register_codec("svd", SVDCodec)
+
+__all__ = [
+    "CODECS",
+    "CodecModule",
+    "MaskCodec",
+    "get_codec",
+    "list_codecs",
+    "load",
+    "register_codec",
+    "BitmapCodec",
+    "DCTCodec",
+    "PCACodec",
+    "SVDCodec",
+    "compose_units",
+]

@@ -1,0 +1,199 @@
+"""The codec contract and its registry.
+
+A codec turns (N, S, S) bool box-frame masks into (N, D) float32 codes and back into (N, S, S)
+probabilities in [0, 1] (threshold at 0.5 is the caller's step). Each codec's arithmetic lives in
+one torch ``nn.Module`` (``codec.module()``): fitted arrays are buffers and decoding is
+differentiable, so a detector head imports the same module; the numpy-facing ``encode``/``decode``
+call it under ``no_grad`` and return the kind they were given (numpy, or a tensor on its device).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..ops._array import is_tensor
+
+__all__ = ["MaskCodec", "CodecModule", "register_codec", "get_codec", "list_codecs", "load", "CODECS"]
+
+#: name -> codec class. Filled explicitly in ``maskrep/codecs/__init__.py``.
+CODECS: dict[str, type] = {}
+
+
+def register_codec(name: str, cls: type) -> None:
+    """Add a codec class under ``name``; a taken name is refused."""
+    if name in CODECS:
+        raise ValueError(f"codec {name!r} is already registered (by {CODECS[name].__name__})")
+    CODECS[name] = cls
+
+
+def list_codecs() -> list[str]:
+    return sorted(CODECS)
+
+
+def get_codec(name: str, **params) -> "MaskCodec":
+    """A new, unfitted codec by name; an unknown name lists the valid ones."""
+    try:
+        cls = CODECS[name]
+    except KeyError:
+        raise KeyError(f"unknown codec {name!r}; valid names: {', '.join(list_codecs())}") from None
+    return cls(**params)
+
+
+def load(path: str | os.PathLike) -> "MaskCodec":
+    """Load any codec saved with ``codec.save(path)``."""
+    with np.load(path, allow_pickle=False) as f:
+        if "maskrep_codec" not in f:
+            raise ValueError(
+                f"{os.fspath(path)} holds no maskrep codec header; for an AdelaiDet matrix use "
+                "maskrep.codecs.PCACodec.load_adelaidet"
+            )
+        header = json.loads(str(f["maskrep_codec"]))
+        arrays = {k: f[k] for k in f.files if k != "maskrep_codec"}
+    codec = get_codec(header["name"], **header["params"])
+    codec.load_state_dict(arrays)
+    return codec
+
+
+class CodecModule(nn.Module):
+    """Base of the torch forms. ``forward(codes)`` decodes to probabilities (N, S, S)."""
+
+    def encode(self, masks: torch.Tensor) -> torch.Tensor:  # (N, S, S) -> (N, D)
+        raise NotImplementedError
+
+    def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N, S, S) pre-activation values (logits for sigmoid codecs)."""
+        raise NotImplementedError
+
+    def activate(self, values: torch.Tensor) -> torch.Tensor:
+        return values.clamp(0.0, 1.0)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.decode_logits(codes))
+
+
+class MaskCodec:
+    """Base class: subclasses set ``name``, implement ``_build_module`` and, when they learn, ``_fit``.
+
+    Parameters common to all codecs are keyword-only; ``params`` holds them for saving.
+    """
+
+    name: str = ""
+    needs_fit: bool = False
+
+    def __init__(self, *, mask_size: int, **params):
+        if int(mask_size) < 1:
+            raise ValueError(f"mask_size must be >= 1, got {mask_size}")
+        self.mask_size = int(mask_size)
+        self.params = {"mask_size": self.mask_size, **params}
+        self._state: dict[str, np.ndarray] = {}
+        self._module: CodecModule | None = None
+
+    # ---- what subclasses provide ------------------------------------------------------------------
+
+    @property
+    def code_length(self) -> int:
+        raise NotImplementedError
+
+    def _build_module(self) -> CodecModule:
+        raise NotImplementedError
+
+    def _fit(self, chunks: Iterable[np.ndarray], progress: Callable | None) -> dict[str, np.ndarray]:
+        return {}
+
+    # ---- the contract -----------------------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        return not self.needs_fit or bool(self._state)
+
+    def fit(self, masks, *, progress: Callable | None = None) -> "MaskCodec":
+        """Learn the codec's arrays from (N, S, S) bool masks, or an iterable of such chunks.
+
+        ``progress(n)`` is called with the count of masks of each chunk consumed.
+        """
+        if isinstance(masks, np.ndarray) or is_tensor(masks):
+            chunks: Iterable = [masks]
+        else:
+            chunks = masks
+        checked = (self._check_masks(np.asarray(c.cpu() if is_tensor(c) else c)) for c in chunks)
+        self._state = {k: np.ascontiguousarray(v) for k, v in self._fit(checked, progress).items()}
+        self._module = None
+        return self
+
+    def module(self) -> CodecModule:
+        """The torch form (float32 buffers on the CPU); move it with ``.to(device)``."""
+        if not self.is_fitted:
+            raise RuntimeError(f"codec {self.name!r} must be fitted (or loaded) before use")
+        if self._module is None:
+            self._module = self._build_module()
+        return self._module
+
+    def encode(self, masks):
+        """(N, S, S) bool -> (N, D) float32 codes, the same kind as ``masks``."""
+        return self._run(masks, "encode")
+
+    def decode(self, codes):
+        """(N, D) codes -> (N, S, S) float32 probabilities in [0, 1], the same kind as ``codes``."""
+        return self._run(codes, "decode")
+
+    def _run(self, x, what: str):
+        module = self.module()
+        if is_tensor(x):
+            device = x.device
+            t = x
+        else:
+            device = None
+            t = torch.from_numpy(np.ascontiguousarray(x))
+        if what == "encode":
+            self._check_masks(t)
+        elif t.ndim != 2 or t.shape[1] != self.code_length:
+            raise ValueError(f"codes must be (N, {self.code_length}), got shape {tuple(t.shape)}")
+        if device is not None and next(iter(module.buffers()), torch.zeros(0)).device != device:
+            module = module.to(device)
+            self._module = module
+        with torch.no_grad():
+            out = module.encode(t) if what == "encode" else module(t.float())
+        out = out.float()
+        return out if device is not None else out.numpy()
+
+    def _check_masks(self, masks):
+        shape = tuple(masks.shape)
+        s = self.mask_size
+        if len(shape) != 3 or shape[1:] != (s, s):
+            raise ValueError(f"codec {self.name!r} takes (N, {s}, {s}) masks, got shape {shape}")
+        if masks.dtype not in (np.bool_, torch.bool):
+            raise TypeError(f"masks must be bool, got {masks.dtype}")
+        return masks
+
+    # ---- persistence ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return dict(self._state)
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self._state = {k: np.asarray(v) for k, v in state.items()}
+        self._module = None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write params and fitted arrays to an ``.npz`` (atomically: write, then rename)."""
+        if not self.is_fitted:
+            raise RuntimeError(f"codec {self.name!r} is not fitted; nothing to save")
+        path = os.fspath(path)
+        header = json.dumps({"name": self.name, "params": self.params})
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, maskrep_codec=np.array(header), **self._arrays_for_file())
+        os.replace(tmp, path)
+
+    def _arrays_for_file(self) -> dict[str, np.ndarray]:
+        """The arrays ``save`` writes; ``load_state_dict`` must accept them back."""
+        return self._state
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,215 @@
+"""MEInst: PCA mask encoding (Zhang et al., arXiv:2003.11712).
+
+A mask crop u (S*S,) is encoded as v = (u - mean) C^T / sqrt(lambda) (whitened) and decoded as
+u~ = v (sqrt(lambda) C) + mean, then sigmoid (``sigmoid=True``) or clamp to [0.01, 0.99].
+With ``sigmoid=True`` the PCA runs in logit space: a binary mask becomes
+u = logit(1 - eps) on the object and logit(eps) off it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from .base import CodecModule, MaskCodec
+
+__all__ = ["PCACodec", "PCAModule", "jitter_logits", "MEAN_JITTER_LOGIT"]
+
+
+def jitter_logits(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """MEInst's sigmoid target with its jitter: (N, S*S) float32 logits of (1 - eps) / eps.
+
+    eps = max(0.05 * U[0, 1), 0.01) per element: a 20% point mass at 0.01, else U[0.01, 0.05).
+    """
+    eps = np.maximum(0.05 * rng.random(masks.shape, dtype=np.float32), np.float32(0.01))
+    x = np.where(masks, 1 - eps, eps)
+    return np.log(x / (1 - x)).astype(np.float32)
+
+
+def _mean_jitter_logit() -> float:
+    """E[logit(1 - eps)] under the jitter: the deterministic encoder's foreground logit."""
+    grid = np.linspace(0.01, 0.05, 200001)
+    uniform_part = np.trapezoid(np.log((1 - grid) / grid), grid) / 0.04
+    return float(0.2 * np.log(0.99 / 0.01) + 0.8 * uniform_part)
+
+
+#: Foreground logit used by the deterministic encoder (background is its negative); about 3.70.
+MEAN_JITTER_LOGIT = _mean_jitter_logit()
+
+
+class PCAModule(CodecModule):
+    """Torch form of :class:`PCACodec`: buffers ``components`` (K, S*S), ``mean`` (S*S,), ``scale`` (K,)."""
+
+    def __init__(self, components: np.ndarray, mean: np.ndarray, explained_variance: np.ndarray, *,
+                 mask_size: int, whiten: bool, sigmoid: bool):
+        super().__init__()
+        self.mask_size, self.sigmoid = mask_size, sigmoid
+        scale = np.sqrt(explained_variance) if whiten else np.ones_like(explained_variance)
+        self.register_buffer("components", torch.as_tensor(components, dtype=torch.float32))
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+
+    def targets(self, masks: torch.Tensor) -> torch.Tensor:
+        """(N, S, S) bool -> (N, S*S) the vectors the PCA was fitted on (no jitter)."""
+        u = masks.reshape(masks.shape[0], -1).to(self.mean.dtype)  # (N, S*S)
+        return (2 * u - 1) * MEAN_JITTER_LOGIT if self.sigmoid else u
+
+    def encode(self, masks: torch.Tensor) -> torch.Tensor:
+        return (self.targets(masks) - self.mean) @ self.components.T / self.scale  # (N, K)
+
+    def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
+        u = (codes * self.scale) @ self.components + self.mean  # (N, S*S)
+        return u.reshape(-1, self.mask_size, self.mask_size)  # (N, S, S)
+
+    def activate(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(values) if self.sigmoid else values.clamp(0.01, 0.99)
+
+
+class PCACodec(MaskCodec):
+    """MEInst's PCA encoding, fitted exactly from a streamed covariance.
+
+    Parameters
+    ----------
+    mask_size : int
+        S (MEInst: 28).
+    dim : int
+        K, the code length (MEInst: 60).
+    whiten : bool
+        Divide codes by sqrt(explained variance), so each has unit variance.
+    sigmoid : bool
+        Fit and decode in logit space (MEInst default) instead of on the 0/1 mask.
+    jitter : bool
+        Draw MEInst's random eps for each element while fitting (``sigmoid`` only).
+    seed : int
+        Seed of the jitter generator: the same masks give the same matrix.
+
+    Notes
+    -----
+    Fitting accumulates sum(u) and sum(u u^T) in float64 over chunks, then takes the top-K
+    eigenvectors of the sample covariance (divisor n - 1, scikit-learn's convention). Each
+    component's sign is fixed so that its largest-magnitude entry is positive. Memory is
+    O(S^4) whatever the number of masks. Encoding is deterministic: it uses the mean jittered
+    logit (:data:`MEAN_JITTER_LOGIT`), never a random draw.
+
+    References
+    ----------
+    R. Zhang et al., "Mask Encoding for Single Shot Instance Segmentation", arXiv:2003.11712.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> masks = rng.random((200, 8, 8)) < 0.5
+    >>> codec = PCACodec(mask_size=8, dim=10).fit(masks)
+    >>> codec.encode(masks[:4]).shape
+    (4, 10)
+    """
+
+    name = "pca"
+    needs_fit = True
+
+    def __init__(self, *, mask_size: int = 28, dim: int = 60, whiten: bool = True, sigmoid: bool = True,
+                 jitter: bool = True, seed: int = 0):
+        if not 1 <= dim <= mask_size * mask_size:
+            raise ValueError(f"dim must be in [1, {mask_size * mask_size}], got {dim}")
+        super().__init__(mask_size=mask_size, dim=int(dim), whiten=bool(whiten), sigmoid=bool(sigmoid),
+                         jitter=bool(jitter), seed=int(seed))
+        self.dim, self.whiten, self.sigmoid = int(dim), bool(whiten), bool(sigmoid)
+        self.jitter, self.seed = bool(jitter), int(seed)
+
+    @property
+    def code_length(self) -> int:
+        return self.dim
+
+    def _vectors(self, chunk: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        flat = chunk.reshape(chunk.shape[0], -1)  # (n, S*S) bool
+        if not self.sigmoid:
+            return flat.astype(np.float32)
+        if self.jitter:
+            return jitter_logits(flat, rng)
+        return np.where(flat, np.float32(MEAN_JITTER_LOGIT), np.float32(-MEAN_JITTER_LOGIT))
+
+    def _fit(self, chunks: Iterable[np.ndarray], progress: Callable | None) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        d = self.mask_size * self.mask_size
+        total = np.zeros(d, dtype=np.float64)
+        outer = np.zeros((d, d), dtype=np.float64)
+        n = 0
+        for chunk in chunks:
+            u = self._vectors(chunk, rng).astype(np.float64)  # (n_i, S*S)
+            total += u.sum(0)
+            outer += u.T @ u
+            n += u.shape[0]
+            if progress is not None:
+                progress(u.shape[0])
+        if n < 2:
+            raise ValueError(f"PCA needs at least 2 masks to fit, got {n}")
+        mean = total / n
+        cov = (outer - n * np.outer(mean, mean)) / (n - 1)  # (S*S, S*S)
+        eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
+        order = np.argsort(eigvals)[::-1][: self.dim]
+        components = eigvecs[:, order].T  # (K, S*S)
+        lead = np.argmax(np.abs(components), axis=1)
+        components *= np.sign(components[np.arange(self.dim), lead])[:, None]
+        variance = np.maximum(eigvals[order], 0.0)
+        trace = max(float(np.trace(cov)), 1e-300)
+        # a zero-variance component (K above the data's rank) whitens with scale 1, never 0
+        safe_variance = np.where(variance > 0, variance, 1.0)
+        return {
+            "components": components.astype(np.float32),
+            "mean": mean.astype(np.float32),
+            "explained_variance": safe_variance.astype(np.float32),
+            "ratio": (variance / trace).astype(np.float32),
+        }
+
+    def _build_module(self) -> PCAModule:
+        s = self._state
+        return PCAModule(s["components"], s["mean"], s["explained_variance"], mask_size=self.mask_size,
+                         whiten=self.whiten, sigmoid=self.sigmoid)
+
+    # ---- AdelaiDet's .npz layout: components_c (1, K, S*S), mean_c (1, S*S), ratio_c (1, K),
+    # ---- explained_variance_c (1, K), float32. maskrep's own file is exactly that plus a header.
+
+    def _arrays_for_file(self) -> dict[str, np.ndarray]:
+        s = self._state
+        return {
+            "components_c": s["components"][None].astype(np.float32),
+            "mean_c": s["mean"][None].astype(np.float32),
+            "ratio_c": s["ratio"][None].astype(np.float32),
+            "explained_variance_c": s["explained_variance"][None].astype(np.float32),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        if "components_c" in state:
+            state = {"components": state["components_c"][0], "mean": state["mean_c"][0],
+                     "ratio": state["ratio_c"][0], "explained_variance": state["explained_variance_c"][0]}
+        k, d = state["components"].shape
+        if (k, d) != (self.dim, self.mask_size ** 2):
+            raise ValueError(f"components have shape {(k, d)}, expected {(self.dim, self.mask_size ** 2)}")
+        super().load_state_dict({key: np.asarray(v, dtype=np.float32) for key, v in state.items()})
+
+    def save_adelaidet(self, path: str) -> None:
+        """Write AdelaiDet's four-array ``.npz`` (no maskrep header), as ``np.savez`` does there."""
+        np.savez(path, **self._arrays_for_file())
+
+    @classmethod
+    def load_adelaidet(cls, path: str, *, whiten: bool = True, sigmoid: bool = True) -> "PCACodec":
+        """Read an AdelaiDet matrix file; S and K come from its shapes, the flags from the caller.
+
+        (AdelaiDet's files store no flags: its file name says them, and whitening is applied by
+        the model, not baked into the arrays.)
+        """
+        with np.load(path) as f:
+            missing = {"components_c", "mean_c", "explained_variance_c"} - set(f.files)
+            if missing:
+                raise ValueError(f"{path}: not an AdelaiDet PCA file, missing {sorted(missing)}")
+            arrays = {k: f[k] for k in f.files}
+        _, k, d = arrays["components_c"].shape
+        side = int(round(d ** 0.5))
+        if side * side != d:
+            raise ValueError(f"{path}: components have {d} columns, not a square mask")
+        arrays.setdefault("ratio_c", np.zeros((1, k), np.float32))
+        codec = cls(mask_size=side, dim=k, whiten=whiten, sigmoid=sigmoid)
+        codec.load_state_dict(arrays)
+        return codec
