@@ -10,7 +10,7 @@ STAMP := $(VENV)/.maskrep-installed
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast test-nojit test-cudasim demo bench lint clean
+.PHONY: install test test-fast test-nojit demo bench lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# The whole suite, then the kernel suites again without the JIT and on the CUDA simulator.
+# The whole suite, then the kernel parity tests again without the JIT (plain Python kernels).
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-nojit
 
 
 test-fast: install
@@ -31,14 +32,12 @@ test-fast: install
 test-nojit: install
 	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -m kernels -p no:cacheprovider $(PYTEST_ARGS)
 
-test-cudasim: install
-	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -m cuda -p no:cacheprovider $(PYTEST_ARGS)
-
 demo: install
 	$(BIN)/maskrep demo --out $(DEMO_OUT)
 
 bench: install
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.paste
+	$(BIN)/python -m benchmarks.pca_fit
 
 lint: install
 	$(BIN)/ruff check maskrep tests benchmarks experiments

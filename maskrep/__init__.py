@@ -6,7 +6,7 @@ are imported on first use.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "ops", "data", "codecs"]
+__all__ = ["__version__", "codecs", "data", "ops"]
 
 
 def __getattr__(name: str):

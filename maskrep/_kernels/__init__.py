@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def has_numba() -> bool:
     try:
         import numba  # noqa: F401

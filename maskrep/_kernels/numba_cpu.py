@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numba
-import numpy as np
 
 
 @numba.njit(cache=True, inline="always")
@@ -29,10 +28,10 @@ def paste_masks_kernel(probs, boxes, height, width, threshold, out_values, out_m
             continue
         half_w = (x1 - x0) / (2 * size)
         half_h = (y1 - y0) / (2 * size)
-        c_lo = max(0, int(math.floor(x0 - half_w - 0.5)))
-        c_hi = min(width, int(math.ceil(x1 + half_w)) + 1)
-        r_lo = max(0, int(math.floor(y0 - half_h - 0.5)))
-        r_hi = min(height, int(math.ceil(y1 + half_h)) + 1)
+        c_lo = max(0, math.floor(x0 - half_w - 0.5))
+        c_hi = min(width, math.ceil(x1 + half_w) + 1)
+        r_lo = max(0, math.floor(y0 - half_h - 0.5))
+        r_hi = min(height, math.ceil(y1 + half_h) + 1)
         scale_x = size / (x1 - x0)
         scale_y = size / (y1 - y0)
         crop = probs[i]

@@ -13,15 +13,15 @@ register_codec("svd", SVDCodec)
 
 __all__ = [
     "CODECS",
+    "BitmapCodec",
     "CodecModule",
+    "DCTCodec",
     "MaskCodec",
+    "PCACodec",
+    "SVDCodec",
+    "compose_units",
     "get_codec",
     "list_codecs",
     "load",
     "register_codec",
-    "BitmapCodec",
-    "DCTCodec",
-    "PCACodec",
-    "SVDCodec",
-    "compose_units",
 ]

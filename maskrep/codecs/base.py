@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torch import nn
 
 from ..ops._array import is_tensor
 
-__all__ = ["MaskCodec", "CodecModule", "register_codec", "get_codec", "list_codecs", "load", "CODECS"]
+__all__ = ["CODECS", "CodecModule", "MaskCodec", "get_codec", "list_codecs", "load", "register_codec"]
 
 #: name -> codec class. Filled explicitly in ``maskrep/codecs/__init__.py``.
 CODECS: dict[str, type] = {}
@@ -36,7 +36,7 @@ def list_codecs() -> list[str]:
     return sorted(CODECS)
 
 
-def get_codec(name: str, **params) -> "MaskCodec":
+def get_codec(name: str, **params) -> MaskCodec:
     """A new, unfitted codec by name; an unknown name lists the valid ones."""
     try:
         cls = CODECS[name]
@@ -45,7 +45,7 @@ def get_codec(name: str, **params) -> "MaskCodec":
     return cls(**params)
 
 
-def load(path: str | os.PathLike) -> "MaskCodec":
+def load(path: str | os.PathLike) -> MaskCodec:
     """Load any codec saved with ``codec.save(path)``."""
     with np.load(path, allow_pickle=False) as f:
         if "maskrep_codec" not in f:
@@ -112,7 +112,7 @@ class MaskCodec:
     def is_fitted(self) -> bool:
         return not self.needs_fit or bool(self._state)
 
-    def fit(self, masks, *, progress: Callable | None = None) -> "MaskCodec":
+    def fit(self, masks, *, progress: Callable | None = None) -> MaskCodec:
         """Learn the codec's arrays from (N, S, S) bool masks, or an iterable of such chunks.
 
         ``progress(n)`` is called with the count of masks of each chunk consumed.
@@ -144,15 +144,15 @@ class MaskCodec:
 
     def _run(self, x, what: str):
         module = self.module()
+        if what == "encode":
+            self._check_masks(x)
         if is_tensor(x):
             device = x.device
             t = x
         else:
             device = None
             t = torch.from_numpy(np.ascontiguousarray(x))
-        if what == "encode":
-            self._check_masks(t)
-        elif t.ndim != 2 or t.shape[1] != self.code_length:
+        if what == "decode" and (t.ndim != 2 or t.shape[1] != self.code_length):
             raise ValueError(f"codes must be (N, {self.code_length}), got shape {tuple(t.shape)}")
         if device is not None and next(iter(module.buffers()), torch.zeros(0)).device != device:
             module = module.to(device)
@@ -168,7 +168,7 @@ class MaskCodec:
         if len(shape) != 3 or shape[1:] != (s, s):
             raise ValueError(f"codec {self.name!r} takes (N, {s}, {s}) masks, got shape {shape}")
         if masks.dtype not in (np.bool_, torch.bool):
-            raise TypeError(f"masks must be bool, got {masks.dtype}")
+            raise TypeError(f"masks must be bool, got {str(masks.dtype).replace('torch.', '')}")
         return masks
 
     # ---- persistence ------------------------------------------------------------------------------

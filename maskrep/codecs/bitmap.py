@@ -19,7 +19,7 @@ class BitmapModule(CodecModule):
         x = masks.to(torch.float32)[:, None]  # (N, 1, S, S)
         if self.resolution != self.mask_size:
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="area")
-        return x.reshape(x.shape[0], -1)  # (N, R*R)
+        return x.reshape(x.shape[0], self.resolution ** 2)  # (N, R*R)
 
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
         r = self.resolution

@@ -40,7 +40,7 @@ class DCTModule(CodecModule):
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
         x = masks.to(self.basis.dtype)
         coeffs = self.basis @ x @ self.basis.T  # (N, S, S)
-        return coeffs.reshape(x.shape[0], -1)[:, self.index].to(torch.float32)  # (N, D)
+        return coeffs.reshape(x.shape[0], self.mask_size ** 2)[:, self.index].to(torch.float32)  # (N, D)
 
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
         n, s = codes.shape[0], self.mask_size

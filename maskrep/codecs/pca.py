@@ -8,14 +8,14 @@ u = logit(1 - eps) on the object and logit(eps) off it.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 
 from .base import CodecModule, MaskCodec
 
-__all__ = ["PCACodec", "PCAModule", "jitter_logits", "MEAN_JITTER_LOGIT"]
+__all__ = ["MEAN_JITTER_LOGIT", "PCACodec", "PCAModule", "jitter_logits"]
 
 
 def jitter_logits(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -53,7 +53,7 @@ class PCAModule(CodecModule):
 
     def targets(self, masks: torch.Tensor) -> torch.Tensor:
         """(N, S, S) bool -> (N, S*S) the vectors the PCA was fitted on (no jitter)."""
-        u = masks.reshape(masks.shape[0], -1).to(self.mean.dtype)  # (N, S*S)
+        u = masks.reshape(masks.shape[0], self.mask_size * self.mask_size).to(self.mean.dtype)  # (N, S*S)
         return (2 * u - 1) * MEAN_JITTER_LOGIT if self.sigmoid else u
 
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
@@ -194,7 +194,7 @@ class PCACodec(MaskCodec):
         np.savez(path, **self._arrays_for_file())
 
     @classmethod
-    def load_adelaidet(cls, path: str, *, whiten: bool = True, sigmoid: bool = True) -> "PCACodec":
+    def load_adelaidet(cls, path: str, *, whiten: bool = True, sigmoid: bool = True) -> PCACodec:
         """Read an AdelaiDet matrix file; S and K come from its shapes, the flags from the caller.
 
         (AdelaiDet's files store no flags: its file name says them, and whitening is applied by
@@ -206,7 +206,7 @@ class PCACodec(MaskCodec):
                 raise ValueError(f"{path}: not an AdelaiDet PCA file, missing {sorted(missing)}")
             arrays = {k: f[k] for k in f.files}
         _, k, d = arrays["components_c"].shape
-        side = int(round(d ** 0.5))
+        side = round(d ** 0.5)
         if side * side != d:
             raise ValueError(f"{path}: components have {d} columns, not a square mask")
         arrays.setdefault("ratio_c", np.zeros((1, k), np.float32))

@@ -8,7 +8,6 @@ S = 14, k = 3); with ``num_groups = G`` (CRMask inside BlendMask) G such triples
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .base import CodecModule, MaskCodec
@@ -69,7 +68,8 @@ class SVDModule(CodecModule):
         sign = torch.where(sign == 0, torch.ones_like(sign), sign)
         u, v = u * sign[..., None, :], v * sign[..., None, :]
         n = masks.shape[0]
-        code = torch.cat([u.reshape(n, -1), s, v.reshape(n, -1)], 1)  # (N, k (2S + 1))
+        sk = self.mask_size * k
+        code = torch.cat([u.reshape(n, sk), s, v.reshape(n, sk)], 1)  # (N, k (2S + 1))
         return code.to(torch.float32)
 
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,14 @@
 """Jobs over data: codec fitting and reconstruction evaluation."""
 
-from .reconstruction import evaluate_reconstruction, fit_codec, iter_crops, parse_codec_spec
+from .reconstruction import (
+    evaluate_reconstruction,
+    fit_codec,
+    format_table,
+    iter_crops,
+    parse_codec_spec,
+    plot_rate_distortion,
+    run_grid,
+)
 
-__all__ = ["evaluate_reconstruction", "fit_codec", "iter_crops", "parse_codec_spec"]
+__all__ = ["evaluate_reconstruction", "fit_codec", "format_table", "iter_crops", "parse_codec_spec",
+           "plot_rate_distortion", "run_grid"]

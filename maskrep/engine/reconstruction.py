@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -18,7 +18,15 @@ from ..codecs import MaskCodec, get_codec, load
 from ..data.coco import CocoInstance, crop_instances
 from ..ops.masks import paste_masks
 
-__all__ = ["iter_crops", "fit_codec", "evaluate_reconstruction", "parse_codec_spec"]
+__all__ = [
+    "evaluate_reconstruction",
+    "fit_codec",
+    "format_table",
+    "iter_crops",
+    "parse_codec_spec",
+    "plot_rate_distortion",
+    "run_grid",
+]
 
 
 def iter_crops(instances: Sequence[CocoInstance], size: int, *, chunk: int = 4096) -> Iterator[np.ndarray]:
@@ -170,3 +178,16 @@ def plot_rate_distortion(results: list[dict], path: str, *, key: str = "full_iou
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def run_grid(codecs: Sequence[MaskCodec], train: Sequence[CocoInstance], val: Sequence[CocoInstance], *,
+             progress: bool = True) -> list[dict]:
+    """Fit each codec on ``train`` (when it learns) and evaluate it on ``val``; one result dict each."""
+    results = []
+    for codec in codecs:
+        fit_codec(codec, train, progress=progress)
+        result = evaluate_reconstruction(codec, val, progress=progress)
+        print(f"{codec!r}: D={result['code_length']} crop IoU {result['crop_iou']:.4f}, "
+              f"full-image IoU {result['full_iou']:.4f}")
+        results.append(result)
+    return results

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._array import is_tensor
 
-__all__ = ["box_xywh_to_xyxy", "box_xyxy_to_xywh", "box_area", "box_iou", "generalized_box_iou"]
+__all__ = ["box_area", "box_iou", "box_xywh_to_xyxy", "box_xyxy_to_xywh", "generalized_box_iou"]
 
 
 def _xp(x):

@@ -11,7 +11,7 @@ is where (x, y) and (row, col) meet.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,12 +20,12 @@ from ._array import like, to_numpy
 from .polygons import as_polygon, fill_polygon
 
 __all__ = [
-    "rasterize_in_boxes",
     "crop_masks_in_boxes",
-    "paste_masks",
     "mask_iou",
     "mask_iou_pairwise",
     "masks_to_boxes",
+    "paste_masks",
+    "rasterize_in_boxes",
 ]
 
 

@@ -7,11 +7,11 @@ an instance with several polygons is their union, as COCO means it. Points and p
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["as_polygon", "fill_polygon", "polygons_to_mask", "polygon_area"]
+__all__ = ["as_polygon", "fill_polygon", "polygon_area", "polygons_to_mask"]
 
 
 def as_polygon(polygon) -> np.ndarray:

@@ -7,11 +7,11 @@ ints for ``counts`` (the uncompressed form COCO uses for crowd regions) is accep
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["mask_to_rle", "rle_to_mask", "rle_area", "encode_counts", "decode_counts"]
+__all__ = ["decode_counts", "encode_counts", "mask_to_rle", "rle_area", "rle_to_mask"]
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,5 +114,5 @@ def test_synthetic_is_seeded(tmp_path):
 
     a = make_synthetic_coco(tmp_path / "a", num_images=3, seed=5)
     b = make_synthetic_coco(tmp_path / "b", num_images=3, seed=5)
-    assert open(a).read() == open(b).read()
+    assert Path(a).read_text() == Path(b).read_text()
     assert (tmp_path / "a" / "train" / "000000000001.jpg").read_bytes() == (tmp_path / "b" / "train" / "000000000001.jpg").read_bytes()

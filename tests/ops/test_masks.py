@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from naive import paste_one, rasterize, roi_align_one
 
 from maskrep.ops import (
     crop_masks_in_boxes,
@@ -12,7 +13,6 @@ from maskrep.ops import (
     polygons_to_mask,
     rasterize_in_boxes,
 )
-from naive import paste_one, rasterize, roi_align_one
 
 
 def test_rasterize_in_boxes_hand_case():

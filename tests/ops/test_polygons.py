@@ -1,9 +1,9 @@
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
+from naive import rasterize
 
 from maskrep.ops import polygon_area, polygons_to_mask
-from naive import rasterize
 
 
 def test_square_pixel_centres():

@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import pytest
+
+from maskrep.cli import main
+
+
+def test_fit_then_reconstruct(synthetic, tmp_path, capsys):
+    train, val = synthetic["train"][0], synthetic["val"][0]
+    out = tmp_path / "pca.npz"
+    assert main(["fit", "pca", "--annotations", train, "--mask-size", "16", "--dim", "8", "--no-whiten", "--out", str(out)]) == 0
+    from maskrep.codecs import load
+
+    codec = load(out)
+    assert codec.params["whiten"] is False and codec.code_length == 8  # flags parse as flags, not strings
+    report = tmp_path / "r.json"
+    plot = tmp_path / "rd.png"
+    assert main(["reconstruct", "--codec", str(out), "--codec", "svd:mask_size=16,rank=2", "--annotations", val,
+                 "--json", str(report), "--plot", str(plot)]) == 0
+    results = json.loads(report.read_text())
+    assert [r["codec"] for r in results] == ["pca", "svd"]
+    assert all(0 < r["crop_iou"] <= 1 and 0 < r["full_iou"] <= 1 for r in results)
+    assert plot.stat().st_size > 1000
+    assert "| pca |" in capsys.readouterr().out
+
+
+def test_reconstruct_refuses_unfitted_and_bad_names(synthetic):
+    with pytest.raises(SystemExit, match="needs fitting"):
+        main(["reconstruct", "--codec", "pca:dim=4", "--annotations", synthetic["val"][0]])
+    with pytest.raises(KeyError, match="valid names: bitmap, dct, pca, svd"):
+        main(["reconstruct", "--codec", "pcaa", "--annotations", synthetic["val"][0]])
+
+
+def test_demo_writes_outputs(tmp_path):
+    from maskrep import demo
+
+    results = demo.run(str(tmp_path), num_train=6, num_val=3)
+    assert len(results) == len(demo.DEMO_GRID)
+    for name in ("reconstruction.md", "reconstruction.json", "rate_distortion.png", "examples.png"):
+        assert (tmp_path / name).stat().st_size > 100
+    bitmap_full = next(r for r in results if r["codec"] == "bitmap" and r["params"]["resolution"] == 28)
+    assert bitmap_full["crop_iou"] == 1.0  # the identity codec loses nothing at crop resolution
+    assert np.isfinite(bitmap_full["full_iou"])
