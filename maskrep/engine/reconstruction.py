@@ -157,6 +157,7 @@ def format_table(results: list[dict]) -> str:
 def plot_rate_distortion(results: list[dict], path: str, *, key: str = "full_iou") -> None:
     """Full-image IoU (or ``key``) against code length, one line per codec family (name, S)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -171,6 +172,10 @@ def plot_rate_distortion(results: list[dict], path: str, *, key: str = "full_iou
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     ax.set_xscale("log")
+    lengths = sorted({p[0] for points in families.values() for p in points})
+    ticks = [t for t in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if lengths and lengths[0] / 2 <= t <= lengths[-1] * 2]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("code length D (floats per instance)")
     ax.set_ylabel("mean per-instance IoU" + (" (full image)" if key == "full_iou" else " (crop)"))
     ax.grid(True, which="both", alpha=0.3)
