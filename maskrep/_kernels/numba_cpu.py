@@ -15,6 +15,16 @@ def _tap(crop, r, c, size):
     return crop[r, c]
 
 
+@numba.njit(cache=True, inline="always")
+def _axis_taps(pixel, lo, scale):
+    """Lower crop index and the two bilinear weights for image pixel ``pixel`` along one axis
+    (the arithmetic of ``maskrep.ops.masks._paste_axis``)."""
+    coord = (pixel + 0.5 - lo) * scale - 0.5
+    base = math.floor(coord)
+    frac = coord - base
+    return base, 1.0 - frac, frac
+
+
 @numba.njit(cache=True, parallel=True)
 def paste_masks_kernel(probs, boxes, height, width, threshold, out_values, out_masks, use_threshold):
     """Paste (N, S, S) float64 crops into (N, H, W), visiting only pixels a crop can reach.
@@ -36,17 +46,9 @@ def paste_masks_kernel(probs, boxes, height, width, threshold, out_values, out_m
         scale_y = size / (y1 - y0)
         crop = probs[i]
         for r in range(r_lo, r_hi):
-            cy = (r + 0.5 - y0) * scale_y - 0.5
-            by = math.floor(cy)
-            fy = cy - by
-            ry = int(by)
-            wy0, wy1 = 1.0 - fy, fy
+            ry, wy0, wy1 = _axis_taps(r, y0, scale_y)
             for c in range(c_lo, c_hi):
-                cx = (c + 0.5 - x0) * scale_x - 0.5
-                bx = math.floor(cx)
-                fx = cx - bx
-                rx = int(bx)
-                wx0, wx1 = 1.0 - fx, fx
+                rx, wx0, wx1 = _axis_taps(c, x0, scale_x)
                 top = wx0 * _tap(crop, ry, rx, size) + wx1 * _tap(crop, ry, rx + 1, size)
                 bottom = wx0 * _tap(crop, ry + 1, rx, size) + wx1 * _tap(crop, ry + 1, rx + 1, size)
                 value = wy0 * top + wy1 * bottom
