@@ -146,21 +146,15 @@ class MaskCodec:
         module = self.module()
         if what == "encode":
             self._check_masks(x)
-        if is_tensor(x):
-            device = x.device
-            t = x
-        else:
-            device = None
-            t = torch.from_numpy(np.ascontiguousarray(x))
+        t = x if is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))
         if what == "decode" and (t.ndim != 2 or t.shape[1] != self.code_length):
             raise ValueError(f"codes must be (N, {self.code_length}), got shape {tuple(t.shape)}")
-        if device is not None and next(iter(module.buffers()), torch.zeros(0)).device != device:
-            module = module.to(device)
-            self._module = module
+        module = module.to(t.device)  # the input's device (the CPU for numpy); a no-op when already there
+        self._module = module
         with torch.no_grad():
             out = module.encode(t) if what == "encode" else module(t.float())
         out = out.float()
-        return out if device is not None else out.numpy()
+        return out if is_tensor(x) else out.numpy()
 
     def _check_masks(self, masks):
         shape = tuple(masks.shape)
