@@ -16,7 +16,7 @@ import numpy as np
 
 from ..codecs import MaskCodec, get_codec, load
 from ..data.coco import CocoInstance, crop_instances
-from ..ops.masks import paste_masks
+from ..ops.masks import mask_iou, paste_masks
 
 __all__ = [
     "evaluate_reconstruction",
@@ -103,19 +103,15 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             t_enc += t1 - t0
             t_dec += t2 - t1
             pred = probs >= 0.5
-            inter = (pred & crops).sum((1, 2))
-            union = (pred | crops).sum((1, 2))
-            crop_ious.append(np.where(union > 0, inter / np.maximum(union, 1), 1.0))
-            tp += int(inter.sum())
+            crop_ious.append(mask_iou(pred, crops))
+            tp += int((pred & crops).sum())
             fp += int((pred & ~crops).sum())
             fn += int((~pred & crops).sum())
             tn += int((~pred & ~crops).sum())
             if full_image:
                 for inst, p in zip(batch, probs):
-                    pasted = paste_masks(p[None], inst.box[None], (inst.height, inst.width))[0]
-                    full = inst.mask()
-                    u = np.count_nonzero(pasted | full)
-                    full_ious.append(np.count_nonzero(pasted & full) / u if u else 1.0)
+                    pasted = paste_masks(p[None], inst.box[None], (inst.height, inst.width))
+                    full_ious.append(mask_iou(pasted, inst.mask()[None])[0])
             bar.update(len(batch))
     crop = np.concatenate(crop_ious) if crop_ious else np.zeros(0)
     n = len(instances)
@@ -127,19 +123,21 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
         "code_length": codec.code_length,
         "mask_size": s,
         "num_instances": n,
-        "crop_iou": float(crop.mean()) if n else float("nan"),
-        "crop_iou_median": float(np.median(crop)) if n else float("nan"),
-        "crop_iou_p10": float(np.percentile(crop, 10)) if n else float("nan"),
+        **_summary("crop_iou", crop),
         "pooled_miou": (iou_fg + iou_bg) / 2,
         "encode_per_s": n / t_enc if t_enc > 0 else float("inf"),
         "decode_per_s": n / t_dec if t_dec > 0 else float("inf"),
     }
     if full_image:
-        full = np.asarray(full_ious)
-        out.update(full_iou=float(full.mean()) if n else float("nan"),
-                   full_iou_median=float(np.median(full)) if n else float("nan"),
-                   full_iou_p10=float(np.percentile(full, 10)) if n else float("nan"))
+        out.update(_summary("full_iou", np.asarray(full_ious)))
     return out
+
+
+def _summary(key: str, ious: np.ndarray) -> dict:
+    """``key`` (mean), ``key_median`` and ``key_p10`` of per-instance IoUs; NaN when there are none."""
+    if ious.size == 0:
+        return {key: float("nan"), f"{key}_median": float("nan"), f"{key}_p10": float("nan")}
+    return {key: float(ious.mean()), f"{key}_median": float(np.median(ious)), f"{key}_p10": float(np.percentile(ious, 10))}
 
 
 def format_table(results: list[dict]) -> str:
