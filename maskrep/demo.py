@@ -24,6 +24,7 @@ def run(out_dir: str, *, seed: int = 0, num_train: int = 48, num_val: int = 16) 
     from .data import CocoInstances, crop_instances
     from .data.synthetic import make_synthetic_splits
     from .engine import format_table, plot_rate_distortion, run_grid
+    from .ops import paste_masks
     from .viz import overlay_instances, save_grid
 
     os.makedirs(out_dir, exist_ok=True)
@@ -45,14 +46,12 @@ def run(out_dir: str, *, seed: int = 0, num_train: int = 48, num_val: int = 16) 
     plot_rate_distortion(results, os.path.join(out_dir, "rate_distortion.png"))
 
     # pictures: ground truth, and the pca D=40 reconstruction pasted back, on the first val images
-    codec = codecs[2]
+    codec = next(c for c in codecs if c.name == "pca" and c.code_length == 40)
     pictures, titles = [], []
     for image, insts in val_data.by_image():
         if not insts or len(pictures) >= 4:
             continue
         img = np.asarray(Image.open(val_data.image_path(image["id"])).convert("RGB"))
-        from .ops import paste_masks
-
         boxes = np.stack([i.box for i in insts])
         probs = codec.decode(codec.encode(crop_instances(insts, codec.mask_size)))
         pictures.append(overlay_instances(img, np.stack([i.mask() for i in insts]), boxes))
