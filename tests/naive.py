@@ -50,19 +50,20 @@ def bilinear_roi(img: np.ndarray, y: float, x: float) -> float:
 
 
 def roi_align_one(img, box, size, sampling_ratio=0, aligned=True):
-    """One RoI of one channel, (size, size) float64 (METHODS 8.1)."""
+    """One RoI of one channel, (PH, PW) float64 (METHODS 8.1); ``size`` is an int or (PH, PW)."""
+    out_h, out_w = (size, size) if isinstance(size, int) else size
     off = 0.5 if aligned else 0.0
     xs, ys, xe, ye = box[0] - off, box[1] - off, box[2] - off, box[3] - off
     w, h = xe - xs, ye - ys
     if not aligned:
         w, h = max(w, 1.0), max(h, 1.0)
-    bw, bh = w / size, h / size
-    gh = sampling_ratio if sampling_ratio > 0 else math.ceil(h / size)
-    gw = sampling_ratio if sampling_ratio > 0 else math.ceil(w / size)
-    out = np.zeros((size, size))
+    bw, bh = w / out_w, h / out_h
+    gh = sampling_ratio if sampling_ratio > 0 else math.ceil(h / out_h)
+    gw = sampling_ratio if sampling_ratio > 0 else math.ceil(w / out_w)
+    out = np.zeros((out_h, out_w))
     count = max(gh * gw, 1)
-    for ph in range(size):
-        for pw in range(size):
+    for ph in range(out_h):
+        for pw in range(out_w):
             acc = 0.0
             for iy in range(gh):
                 y = ys + ph * bh + (iy + 0.5) * bh / gh
@@ -90,3 +91,26 @@ def paste_one(probs: np.ndarray, box, height, width):
                         v += wy * wx * probs[yy, xx]
             out[r, c] = v
     return out
+
+
+def greedy_nms(boxes, scores, labels, threshold):
+    """Textbook greedy NMS, one box at a time; IoU > threshold suppresses, same label only."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])  # Python's sort is stable
+    keep = []
+    for i in order:
+        ok = True
+        for j in keep:
+            if labels is not None and labels[i] != labels[j]:
+                continue
+            x0, y0 = max(boxes[i][0], boxes[j][0]), max(boxes[i][1], boxes[j][1])
+            x1, y1 = min(boxes[i][2], boxes[j][2]), min(boxes[i][3], boxes[j][3])
+            inter = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+            a_i = max(boxes[i][2] - boxes[i][0], 0.0) * max(boxes[i][3] - boxes[i][1], 0.0)
+            a_j = max(boxes[j][2] - boxes[j][0], 0.0) * max(boxes[j][3] - boxes[j][1], 0.0)
+            union = a_i + a_j - inter
+            if union > 0 and inter / union > threshold:
+                ok = False
+                break
+        if ok:
+            keep.append(i)
+    return keep

@@ -9,10 +9,13 @@ from .masks import (
     paste_masks,
     rasterize_in_boxes,
 )
+from .nms import batched_nms, nms
 from .polygons import polygon_area, polygons_to_mask
 from .rle import mask_to_rle, rle_area, rle_to_mask
+from .roi import roi_align, rois_from_boxes
 
 __all__ = [
+    "batched_nms",
     "box_area",
     "box_iou",
     "box_xywh_to_xyxy",
@@ -23,10 +26,13 @@ __all__ = [
     "mask_iou_pairwise",
     "mask_to_rle",
     "masks_to_boxes",
+    "nms",
     "paste_masks",
     "polygon_area",
     "polygons_to_mask",
     "rasterize_in_boxes",
     "rle_area",
     "rle_to_mask",
+    "roi_align",
+    "rois_from_boxes",
 ]
