@@ -1,4 +1,4 @@
-"""The ``maskrep`` command line: ``maskrep synth | demo | fit | reconstruct``."""
+"""The ``maskrep`` command line: ``maskrep synth | demo | fit | reconstruct | train | eval``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_codecs
 
     cli_codecs.add_commands(sub)
+    from . import cli_detection
+
+    cli_detection.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,59 @@
+"""``maskrep train`` and ``maskrep eval``: detector jobs from a Python config."""
+
+from __future__ import annotations
+
+import json
+
+
+def _config(args):
+    from .engine.recipe import load_config
+
+    cfg, module = load_config(args.config, args.overrides)
+    if args.data:
+        cfg["data"]["train"] = cfg["data"]["val"] = tuple(args.data)
+    if args.out:
+        cfg["out_dir"] = args.out
+    return cfg, module
+
+
+def _cmd_train(args) -> int:
+    from .engine.distributed import is_main
+    from .engine.recipe import train
+
+    cfg, module = _config(args)
+    result = train(cfg, module, resume=not args.no_resume)
+    if is_main():
+        print(json.dumps(result, indent=1))
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .engine.distributed import is_main
+    from .engine.recipe import evaluate
+
+    cfg, module = _config(args)
+    metrics = evaluate(cfg, args.checkpoint, module)
+    if is_main():
+        print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _common(p) -> None:
+    p.add_argument("--config", required=True, help="Python config file defining `cfg` (see experiments/fcos/)")
+    p.add_argument("--data", nargs=2, metavar=("ANNOTATIONS", "IMAGE_DIR"),
+                   help="a COCO-format dataset to train and evaluate on (overrides data.train and data.val)")
+    p.add_argument("--out", help="output folder (overrides out_dir)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. solver.lr=0.02")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("train", help="train a detector from a config (resumes from out_dir); run under torchrun "
+                                     "for several GPUs or nodes")
+    _common(p)
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if out_dir has a checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="COCO-evaluate a checkpoint")
+    _common(p)
+    p.add_argument("--checkpoint", required=True)
+    p.set_defaults(func=_cmd_eval)

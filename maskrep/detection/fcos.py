@@ -1,0 +1,299 @@
+"""FCOS as AdelaiDet has it (METHODS 1): head, target assignment, losses and inference.
+
+Mask heads plug in without touching this file: the head runs an optional ``top_module`` on the
+bbox tower of every level (per-location codes, ``top_feats``), :meth:`FCOS.losses` returns the
+positive-sample record :class:`Positives`, and :meth:`FCOS.inference` carries each detection's
+location, level and ``top_feat``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..engine.distributed import reduce_mean
+from ..ops.nms import batched_nms
+from .backbone import make_norm
+from .losses import centerness_target, giou_loss_ltrb, sigmoid_focal_loss
+
+__all__ = ["FCOS", "FCOSHead", "Positives", "compute_locations"]
+
+INF = 1e8
+
+
+class Scale(nn.Module):
+    def __init__(self, value: float = 1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(value)))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+class FCOSHead(nn.Module):
+    """Shared cls and bbox towers (4 x conv3x3 + GN + ReLU), per-level Scale, centerness on the bbox tower.
+
+    ``top_module``: optional module run on the bbox tower output of every level; its output
+    (B, C_top, H, W) becomes ``top_feats``.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, num_levels: int, *, num_convs: int = 4,
+                 norm: str = "GN", use_scale: bool = True, prior_prob: float = 0.01,
+                 top_module: nn.Module | None = None):
+        super().__init__()
+
+        def tower():
+            layers = []
+            for _ in range(num_convs):
+                layers += [nn.Conv2d(in_channels, in_channels, 3, 1, 1, bias=norm is None)]
+                if norm:
+                    layers.append(make_norm(norm, in_channels))
+                layers.append(nn.ReLU())
+            return nn.Sequential(*layers)
+
+        self.cls_tower = tower()
+        self.bbox_tower = tower()
+        self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, 1, 1)
+        self.bbox_pred = nn.Conv2d(in_channels, 4, 3, 1, 1)
+        self.ctrness = nn.Conv2d(in_channels, 1, 3, 1, 1)
+        self.scales = nn.ModuleList(Scale(1.0) for _ in range(num_levels)) if use_scale else None
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+        self.top_module = top_module
+
+    def forward(self, features: list[torch.Tensor]) -> dict:
+        out = {"logits": [], "bbox_reg": [], "ctrness": [], "top_feats": [], "bbox_towers": []}
+        for lvl, x in enumerate(features):
+            cls_t = self.cls_tower(x)
+            box_t = self.bbox_tower(x)
+            out["logits"].append(self.cls_logits(cls_t))
+            reg = self.bbox_pred(box_t)
+            if self.scales is not None:
+                reg = self.scales[lvl](reg)
+            out["bbox_reg"].append(F.relu(reg))
+            out["ctrness"].append(self.ctrness(box_t))
+            out["bbox_towers"].append(box_t)
+            if self.top_module is not None:
+                out["top_feats"].append(self.top_module(box_t))
+        return out
+
+
+def compute_locations(sizes: list[tuple[int, int]], strides: list[int], device=None) -> list[torch.Tensor]:
+    """Per level, (H*W, 2) points (x, y) = (j*s + s//2, i*s + s//2), row-major."""
+    locs = []
+    for (h, w), s in zip(sizes, strides):
+        ys = torch.arange(h, device=device, dtype=torch.float32) * s + s // 2
+        xs = torch.arange(w, device=device, dtype=torch.float32) * s + s // 2
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        locs.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1))
+    return locs
+
+
+@dataclass
+class Positives:
+    """One row per positive location, level-first order (METHODS 1.6)."""
+
+    pos_inds: torch.Tensor  # (P,) into the flattened (L, B, H, W) locations
+    gt_inds: torch.Tensor  # (P,) batch-global GT index
+    im_inds: torch.Tensor  # (P,)
+    fpn_levels: torch.Tensor  # (P,)
+    locations: torch.Tensor  # (P, 2) image points (x, y)
+    reg_targets: torch.Tensor  # (P, 4) stride-normalised ltrb
+    reg_pred: torch.Tensor  # (P, 4)
+    gt_ctrs: torch.Tensor  # (P,)
+    loss_denorm: torch.Tensor  # scalar, centerness-sum normaliser
+    num_pos_avg: torch.Tensor  # scalar
+    top_feats: torch.Tensor | None  # (P, C_top)
+
+
+class FCOS(nn.Module):
+    """FCOS on a list of FPN levels.
+
+    Parameters follow AdelaiDet's ``MODEL.FCOS`` (METHODS 1.5); defaults are its defaults.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, *, strides=(8, 16, 32, 64, 128),
+                 sizes_of_interest=(64, 128, 256, 512), center_sample: bool = True, pos_radius: float = 1.5,
+                 focal_alpha: float = 0.25, focal_gamma: float = 2.0, prior_prob: float = 0.01,
+                 num_convs: int = 4, norm: str = "GN", use_scale: bool = True, thresh_with_ctr: bool = False,
+                 score_thresh: float = 0.05, pre_nms_topk: int = 1000, nms_thresh: float = 0.6,
+                 post_nms_topk: int = 100, top_module: nn.Module | None = None):
+        super().__init__()
+        if len(sizes_of_interest) != len(strides) - 1:
+            raise ValueError(f"{len(strides)} levels need {len(strides) - 1} sizes_of_interest, got {sizes_of_interest}")
+        self.num_classes = num_classes
+        self.strides = list(strides)
+        bounds = [-1.0, *sizes_of_interest, INF]
+        self.size_ranges = [(bounds[i], bounds[i + 1]) for i in range(len(strides))]
+        self.center_sample, self.pos_radius = center_sample, pos_radius
+        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+        self.thresh_with_ctr, self.score_thresh = thresh_with_ctr, score_thresh
+        self.pre_nms_topk, self.nms_thresh, self.post_nms_topk = pre_nms_topk, nms_thresh, post_nms_topk
+        self.head = FCOSHead(in_channels, num_classes, len(strides), num_convs=num_convs, norm=norm,
+                             use_scale=use_scale, prior_prob=prior_prob, top_module=top_module)
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
+        if len(features) != len(self.strides):
+            raise ValueError(f"FCOS was built for {len(self.strides)} levels, got {len(features)} feature maps")
+        out = self.head(features)
+        locations = compute_locations([f.shape[-2:] for f in features], self.strides, features[0].device)
+        return out, locations
+
+    # ---- targets -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def targets_for_image(self, locations: list[torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor,
+                          centers: torch.Tensor | None = None):
+        """Assign every location of one image (METHODS 1.2).
+
+        locations: per level (HW_l, 2); boxes: (G, 4) xyxy; labels: (G,); centers: optional (G, 2)
+        sampling centres (mask centroids), else box centres.
+        Returns labels (M,) with background = num_classes, reg_targets (M, 4) divided by the
+        level stride, and gt index (M,) (meaningless for background), M = sum of HW_l.
+        """
+        locs = torch.cat(locations)
+        m = len(locs)
+        strides = torch.cat([locs.new_full((len(loc),), float(s)) for loc, s in zip(locations, self.strides)])
+        lo = torch.cat([locs.new_full((len(loc),), r[0]) for loc, r in zip(locations, self.size_ranges)])
+        hi = torch.cat([locs.new_full((len(loc),), r[1]) for loc, r in zip(locations, self.size_ranges)])
+        if len(boxes) == 0:
+            return (torch.full((m,), self.num_classes, dtype=torch.long, device=locs.device),
+                    locs.new_zeros((m, 4)), torch.zeros(m, dtype=torch.long, device=locs.device))
+        boxes = boxes.to(locs.dtype)
+        xs, ys = locs[:, 0:1], locs[:, 1:2]  # (M, 1)
+        ltrb = torch.stack([xs - boxes[:, 0], ys - boxes[:, 1], boxes[:, 2] - xs, boxes[:, 3] - ys], dim=2)  # (M,G,4)
+        if self.center_sample:
+            c = centers.to(locs.dtype) if centers is not None else (boxes[:, :2] + boxes[:, 2:]) / 2
+            r = strides[:, None] * self.pos_radius  # (M, 1)
+            x0 = torch.maximum(c[:, 0] - r, boxes[:, 0])
+            y0 = torch.maximum(c[:, 1] - r, boxes[:, 1])
+            x1 = torch.minimum(c[:, 0] + r, boxes[:, 2])
+            y1 = torch.minimum(c[:, 1] + r, boxes[:, 3])
+            inside = torch.stack([xs - x0, ys - y0, x1 - xs, y1 - ys], dim=2).min(dim=2).values > 0
+        else:
+            inside = ltrb.min(dim=2).values > 0
+        max_reg = ltrb.max(dim=2).values
+        cared = (max_reg >= lo[:, None]) & (max_reg <= hi[:, None])
+        area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None, :].expand(m, -1).clone()
+        area[~(inside & cared)] = INF
+        gt_ind = torch.argmin(area, dim=1)  # the first (smallest-index) GT on ties
+        min_area = area.gather(1, gt_ind[:, None]).squeeze(1)
+        out_labels = labels[gt_ind].clone()
+        out_labels[min_area == INF] = self.num_classes
+        reg = ltrb[torch.arange(m, device=locs.device), gt_ind] / strides[:, None]
+        return out_labels, reg, gt_ind
+
+    # ---- losses --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _level_first(per_level: list[torch.Tensor], channels: int) -> torch.Tensor:
+        """[(B, C, H, W)] -> (L*B*H*W, C), level slowest then image then pixel."""
+        return torch.cat([x.permute(0, 2, 3, 1).reshape(-1, channels) for x in per_level])
+
+    def losses(self, out: dict, locations: list[torch.Tensor], targets: list[dict]) -> tuple[dict, Positives]:
+        """FCOS losses with AdelaiDet's normalisation, and the positive-sample record.
+
+        targets: per image a dict with ``boxes`` (G, 4) xyxy and ``labels`` (G,); optional
+        ``centers`` (G, 2) for mask-centroid centre sampling.
+        """
+        per_image = [self.targets_for_image(locations, t["boxes"], t["labels"], t.get("centers")) for t in targets]
+        sizes = [len(loc) for loc in locations]
+        gt_offsets = torch.tensor([0] + [len(t["boxes"]) for t in targets], device=locations[0].device).cumsum(0)
+        labels, reg_t, gt_inds, im_inds, levels, locs = [], [], [], [], [], []
+        for lvl, loc in enumerate(locations):  # reorder to level-first
+            start = sum(sizes[:lvl])
+            for i, (lab, reg, gti) in enumerate(per_image):
+                sl = slice(start, start + sizes[lvl])
+                labels.append(lab[sl])
+                reg_t.append(reg[sl])
+                gt_inds.append(gti[sl] + gt_offsets[i])
+                im_inds.append(torch.full((sizes[lvl],), i, dtype=torch.long, device=loc.device))
+                levels.append(torch.full((sizes[lvl],), lvl, dtype=torch.long, device=loc.device))
+                locs.append(loc)
+        labels, reg_t, gt_inds = torch.cat(labels), torch.cat(reg_t), torch.cat(gt_inds)
+        im_inds, levels, locs = torch.cat(im_inds), torch.cat(levels), torch.cat(locs)
+
+        logits = self._level_first(out["logits"], self.num_classes)
+        reg_pred = self._level_first(out["bbox_reg"], 4)
+        ctr_pred = self._level_first(out["ctrness"], 1).squeeze(1)
+        pos = torch.nonzero(labels != self.num_classes).squeeze(1)
+        num_pos_avg = reduce_mean(torch.tensor(float(len(pos)), device=logits.device)).clamp(min=1.0)
+
+        cls_target = torch.zeros_like(logits)
+        cls_target[pos, labels[pos]] = 1.0
+        loss_cls = sigmoid_focal_loss(logits.float(), cls_target, self.focal_alpha, self.focal_gamma) / num_pos_avg
+
+        ctr_t = centerness_target(reg_t[pos])
+        loss_denorm = reduce_mean(ctr_t.sum()).clamp(min=1e-6)
+        if len(pos):
+            loss_loc = giou_loss_ltrb(reg_pred[pos].float(), reg_t[pos], ctr_t) / loss_denorm
+            loss_ctr = F.binary_cross_entropy_with_logits(ctr_pred[pos].float(), ctr_t, reduction="sum") / num_pos_avg
+        else:  # zero, but tied to the graph
+            loss_loc = reg_pred.sum() * 0
+            loss_ctr = ctr_pred.sum() * 0
+        top = None
+        if out["top_feats"]:
+            top = self._level_first(out["top_feats"], out["top_feats"][0].shape[1])[pos]
+        positives = Positives(pos, gt_inds[pos], im_inds[pos], levels[pos], locs[pos], reg_t[pos], reg_pred[pos],
+                              ctr_t, loss_denorm, num_pos_avg, top)
+        return {"loss_fcos_cls": loss_cls, "loss_fcos_loc": loss_loc, "loss_fcos_ctr": loss_ctr}, positives
+
+    # ---- inference -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def inference(self, out: dict, locations: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list[dict]:
+        """Detections per image, in the (resized, unpadded) input frame.
+
+        Per level: candidates above ``score_thresh``, top ``pre_nms_topk`` by cls * ctr; then
+        class-aware NMS over the levels, the ``post_nms_topk`` best, clipping, empty boxes dropped.
+        Each dict: boxes (n, 4) clipped to ``image_sizes``, scores (n,) = sqrt(cls * ctr), labels (n,),
+        locations (n, 2), fpn_levels (n,), top_feats (n, C_top) when a top module exists.
+        At most ``post_nms_topk`` per image (exactly that cap, highest scores, ties by order).
+        """
+        results = []
+        for i, (h, w) in enumerate(image_sizes):
+            cand_boxes, cand_scores, cand_labels, cand_locs, cand_levels, cand_top = [], [], [], [], [], []
+            for lvl, loc in enumerate(locations):
+                s = self.strides[lvl]
+                cls = out["logits"][lvl][i].flatten(1).t().sigmoid().float()  # (HW, C)
+                ctr = out["ctrness"][lvl][i].flatten(1).t().sigmoid().float()  # (HW, 1)
+                reg = out["bbox_reg"][lvl][i].flatten(1).t().float()  # (HW, 4)
+                score = cls * ctr
+                cand = (score if self.thresh_with_ctr else cls) > self.score_thresh
+                flat = score[cand]
+                idx = torch.nonzero(cand)
+                if len(flat) > self.pre_nms_topk:
+                    flat, top = flat.topk(self.pre_nms_topk, sorted=False)
+                    idx = idx[top]
+                li, ci = idx[:, 0], idx[:, 1]
+                p = loc[li]
+                d = reg[li] * s
+                cand_boxes.append(torch.stack([p[:, 0] - d[:, 0], p[:, 1] - d[:, 1],
+                                               p[:, 0] + d[:, 2], p[:, 1] + d[:, 3]], dim=1))
+                cand_scores.append(torch.sqrt(flat))
+                cand_labels.append(ci)
+                cand_locs.append(p)
+                cand_levels.append(torch.full_like(li, lvl))
+                if out["top_feats"]:
+                    cand_top.append(out["top_feats"][lvl][i].flatten(1).t()[li])
+            boxes, scores = torch.cat(cand_boxes), torch.cat(cand_scores)
+            labels, locs, levels = torch.cat(cand_labels), torch.cat(cand_locs), torch.cat(cand_levels)
+            keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.post_nms_topk]
+            # then detectron2's post-processing: clip to the image, drop empty boxes
+            boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                                 boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
+            keep = keep[(boxes[keep, 2] > boxes[keep, 0]) & (boxes[keep, 3] > boxes[keep, 1])]
+            det = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep],
+                   "locations": locs[keep], "fpn_levels": levels[keep]}
+            if cand_top:
+                det["top_feats"] = torch.cat(cand_top)[keep]
+            results.append(det)
+        return results

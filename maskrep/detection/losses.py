@@ -1,0 +1,49 @@
+"""Detection losses with AdelaiDet's arithmetic (METHODS 1.3, 8.7). All return sums; the caller normalises."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+__all__ = ["centerness_target", "giou_loss_ltrb", "sigmoid_focal_loss"]
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0):
+    """Summed sigmoid focal loss. logits, targets: same shape, targets in {0, 1}."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss.sum()
+
+
+def giou_loss_ltrb(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None):
+    """Sum of (1 - GIoU) between (P, 4) ltrb distances, with IoU = (I + 1)/(U + 1) (AdelaiDet).
+
+    ``weight``: (P,) per-sample weights (centerness targets), or None.
+    """
+    pl, pt, pr, pb = pred.unbind(1)
+    tl, tt, tr, tb = target.unbind(1)
+    area_p = (pl + pr) * (pt + pb)
+    area_t = (tl + tr) * (tt + tb)
+    inter = (torch.min(pl, tl) + torch.min(pr, tr)) * (torch.min(pt, tt) + torch.min(pb, tb))
+    union = area_p + area_t - inter
+    enclose = (torch.max(pl, tl) + torch.max(pr, tr)) * (torch.max(pt, tt) + torch.max(pb, tb)) + 1e-7
+    iou = (inter + 1.0) / (union + 1.0)
+    giou = iou - (enclose - union) / enclose
+    loss = 1 - giou
+    if weight is not None:
+        loss = loss * weight
+    return loss.sum()
+
+
+def centerness_target(reg_targets: torch.Tensor) -> torch.Tensor:
+    """(P, 4) ltrb -> (P,) sqrt(min(l,r)/max(l,r) * min(t,b)/max(t,b))."""
+    if len(reg_targets) == 0:
+        return reg_targets.new_zeros(0)
+    lr = reg_targets[:, [0, 2]]
+    tb = reg_targets[:, [1, 3]]
+    c = (lr.min(1).values / lr.max(1).values) * (tb.min(1).values / tb.max(1).values)
+    return torch.sqrt(c)

@@ -1,0 +1,195 @@
+"""Detector training and evaluation from a Python config.
+
+A config is a Python file that defines ``cfg`` (nested dicts of plain values, see
+:func:`base_config`) and may define any of the builders below to replace the defaults:
+``build_model(cfg, num_classes)``, ``build_datasets(cfg) -> (train, val)``,
+``build_optimizer(cfg, model)``, ``build_scheduler(cfg, optimizer)``. Command-line overrides
+``key.sub=value`` change ``cfg`` before anything is built, so the builders see the final values.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import json
+import os
+import time
+import types
+
+import torch
+
+from ..data.detection import DetectionDataset, TrainingBatches, make_loader
+from ..detection import build_fcos
+from .distributed import get_rank, get_world_size, init_from_env, is_main
+from .evaluation import evaluate_detector
+from .trainer import Trainer, load_checkpoint, warmup_step_lr
+
+__all__ = ["apply_overrides", "base_config", "evaluate", "load_config", "train"]
+
+COCO_MINI = "../shared/data/coco-mini"
+
+
+def base_config() -> dict:
+    """FCOS R-50 1x on COCO with AdelaiDet's defaults (METHODS 1.5)."""
+    return {
+        "data": {
+            "train": (f"{COCO_MINI}/annotations/instances_train2017.json", f"{COCO_MINI}/train2017"),
+            "val": (f"{COCO_MINI}/annotations/instances_val2017.json", f"{COCO_MINI}/val2017"),
+            "min_size_train": (800,), "max_size_train": 1333, "flip_prob": 0.5,
+            "min_size_test": 800, "max_size_test": 1333,
+            "num_images": None, "with_masks": False, "num_workers": 2,
+        },
+        "model": {
+            "depth": 50, "norm": "FrozenBN", "freeze_at": 2, "width": 64, "fpn_channels": 256, "fpn_norm": None,
+            "use_p2": False, "backbone_weights": None,
+            "fcos": {"sizes_of_interest": (64, 128, 256, 512), "center_sample": True, "pos_radius": 1.5,
+                     "num_convs": 4, "norm": "GN", "use_scale": True, "thresh_with_ctr": False,
+                     "score_thresh": 0.05, "pre_nms_topk": 1000, "nms_thresh": 0.6, "post_nms_topk": 100},
+        },
+        "solver": {
+            "batch_size": 16, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "weight_decay_norm": 0.0,
+            "max_iter": 90000, "steps": (60000, 80000), "gamma": 0.1, "warmup_iters": 1000, "warmup_factor": 1e-3,
+            "clip_grad": None, "checkpoint_period": 5000, "amp": "bf16", "seed": 0, "log_period": 20,
+        },
+        "eval_period": 0,
+        "out_dir": "outputs/fcos",
+    }
+
+
+# ---- config files and overrides ------------------------------------------------------------------
+
+def load_config(path: str, overrides=()) -> tuple[dict, types.ModuleType]:
+    """Execute the config file; return its ``cfg`` (overrides applied) and the module (for builders)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"maskrep_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "cfg"):
+        raise ValueError(f"{path}: a config must define `cfg` (start from maskrep.engine.recipe.base_config())")
+    cfg = apply_overrides(copy.deepcopy(module.cfg), overrides)
+    return cfg, module
+
+
+def apply_overrides(cfg: dict, overrides) -> dict:
+    """``["solver.lr=0.02", "data.num_images=8"]`` -> cfg changed in place (values parsed as Python literals)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw  # a bare string such as a path
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                raise KeyError(f"override {item!r}: no section {p!r} in the config")
+            node = node[p]
+        if parts[-1] not in node:
+            raise KeyError(f"override {item!r}: unknown key {parts[-1]!r}; known: {sorted(node)}")
+        node[parts[-1]] = value
+    return cfg
+
+
+# ---- default builders ----------------------------------------------------------------------------
+
+def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
+    m = cfg["model"]
+    return build_fcos(num_classes, depth=m["depth"], norm=m["norm"], freeze_at=m["freeze_at"], width=m["width"],
+                      fpn_channels=m["fpn_channels"], fpn_norm=m["fpn_norm"], use_p2=m["use_p2"],
+                      backbone_weights=m["backbone_weights"], fcos=m["fcos"])
+
+
+def build_datasets(cfg: dict) -> tuple[DetectionDataset, DetectionDataset]:
+    d = cfg["data"]
+    train = DetectionDataset(*d["train"], min_size=d["min_size_train"], max_size=d["max_size_train"],
+                             flip_prob=d["flip_prob"], with_masks=d["with_masks"], filter_empty=True,
+                             num_images=d["num_images"])
+    val = DetectionDataset(*d["val"], min_size=d["min_size_test"], max_size=d["max_size_test"],
+                           with_masks=False, num_images=d["num_images"])
+    return train, val
+
+
+def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
+    s = cfg["solver"]
+    norm_types = (torch.nn.GroupNorm, torch.nn.BatchNorm2d, torch.nn.LayerNorm)
+    decay, no_decay = [], []
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if p.requires_grad:
+                (no_decay if isinstance(module, norm_types) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": s["weight_decay"]},
+              {"params": no_decay, "weight_decay": s["weight_decay_norm"]}]
+    return torch.optim.SGD(groups, lr=s["lr"], momentum=s["momentum"])
+
+
+def build_scheduler(cfg: dict, optimizer):
+    s = cfg["solver"]
+    return warmup_step_lr(optimizer, warmup_iters=s["warmup_iters"], warmup_factor=s["warmup_factor"],
+                          steps=s["steps"], gamma=s["gamma"])
+
+
+def _builder(module, name):
+    return getattr(module, name, None) or globals()[name]
+
+
+# ---- jobs ----------------------------------------------------------------------------------------
+
+def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True) -> dict:
+    """Train (resuming from ``out_dir``'s last checkpoint when ``resume``), then evaluate on the val set.
+
+    Returns {"iterations", "train_seconds", "metrics"}; writes ``config.json``, ``metrics.jsonl``,
+    checkpoints and ``coco_eval.json`` under ``cfg["out_dir"]``.
+    """
+    device = init_from_env()
+    s = cfg["solver"]
+    world = get_world_size()
+    if s["batch_size"] % world:
+        raise ValueError(f"solver.batch_size={s['batch_size']} is not divisible by the {world} processes")
+    torch.manual_seed(s["seed"])
+    train_set, val_set = _builder(module, "build_datasets")(cfg)
+    model = _builder(module, "build_model")(cfg, train_set.num_classes).to(device)
+    optimizer = _builder(module, "build_optimizer")(cfg, model)
+    scheduler = _builder(module, "build_scheduler")(cfg, optimizer)
+    out_dir = cfg["out_dir"]
+    os.makedirs(out_dir, exist_ok=True)
+    if is_main():
+        with open(os.path.join(out_dir, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1, default=str)
+
+    def loader(start_iter: int):
+        batches = TrainingBatches(len(train_set), s["batch_size"] // world, seed=s["seed"], start_iter=start_iter,
+                                  rank=get_rank(), world_size=world)
+        return make_loader(train_set, batches, cfg["data"]["num_workers"])
+
+    hooks = []
+    if cfg.get("eval_period"):
+        def periodic_eval(trainer, it):
+            if it % cfg["eval_period"] == 0 and it < trainer.max_iter:
+                m = evaluate_detector(trainer.model, val_set, device=device, progress=False)
+                if is_main():
+                    trainer._log({"iteration": it, "eval": m})
+        hooks.append(periodic_eval)
+    trainer = Trainer(model, optimizer, scheduler, loader, max_iter=s["max_iter"], out_dir=out_dir, device=device,
+                      checkpoint_period=s["checkpoint_period"], clip_grad=s["clip_grad"], amp=s["amp"],
+                      log_period=s["log_period"], hooks=hooks, progress=progress)
+    if resume:
+        trainer.resume()
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    metrics = evaluate_detector(model, val_set, out_dir=out_dir, device=device, progress=progress)
+    return {"iterations": trainer.iteration, "train_seconds": seconds, "metrics": metrics}
+
+
+def evaluate(cfg: dict, checkpoint: str, module=None, *, out_dir: str | None = None, progress: bool = True) -> dict:
+    """COCO-evaluate ``checkpoint`` on the config's val set."""
+    device = init_from_env()
+    _, val_set = _builder(module, "build_datasets")(cfg)
+    model = _builder(module, "build_model")(cfg, val_set.num_classes)
+    load_checkpoint(checkpoint, model, restore_rng=False)
+    model.to(device)
+    return evaluate_detector(model, val_set, out_dir=out_dir or cfg["out_dir"], device=device, progress=progress)
