@@ -173,7 +173,7 @@ class Trainer:
                 losses = net(images, targets)
             total = sum(losses.values())
             if not torch.isfinite(total):
-                vals = {k: float(v) for k, v in losses.items()}
+                vals = {k: float(v.detach()) for k, v in losses.items()}
                 raise FloatingPointError(
                     f"non-finite loss at iteration {self.iteration}: {vals}. Stopping; the last checkpoint is "
                     f"{self.last_checkpoint if os.path.exists(self.last_checkpoint) else 'not written yet'}. "
