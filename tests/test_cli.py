@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,3 +43,19 @@ def test_demo_writes_outputs(tmp_path):
     bitmap_full = next(r for r in results if r["codec"] == "bitmap" and r["params"]["resolution"] == 28)
     assert bitmap_full["crop_iou"] == 1.0  # the identity codec loses nothing at crop resolution
     assert np.isfinite(bitmap_full["full_iou"])
+
+
+def test_train_then_eval(synthetic, tmp_path, capsys):
+    ann, images = synthetic["train"]
+    out = tmp_path / "run"
+    config = str(Path(__file__).resolve().parents[1] / "experiments" / "fcos" / "fcos_tiny.py")
+    args = ["--config", config, "--data", ann, images, "--out", str(out)]
+    assert main(["train", *args, "solver.max_iter=2", "data.num_images=3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["iterations"] == 2 and "AP50" in result["metrics"]["bbox"]
+    for name in ("config.json", "metrics.jsonl", "model_final.pth", "last_checkpoint.pth", "coco_results.json"):
+        assert (out / name).exists()
+    assert main(["eval", *args, "--checkpoint", str(out / "model_final.pth"), "data.num_images=3"]) == 0
+    assert json.loads(capsys.readouterr().out)["bbox"] == result["metrics"]["bbox"]
+    with pytest.raises(KeyError, match="unknown key"):
+        main(["train", *args, "solver.nope=1"])

@@ -26,8 +26,8 @@ cfg["out_dir"] = "outputs/fcos_R_18_mini8"
 
 def build_datasets(cfg):
     d = cfg["data"]
-    common = dict(min_size=d["min_size_train"], max_size=d["max_size_train"], filter_empty=True,
-                  num_images=d["num_images"])
+    common = {"min_size": d["min_size_train"], "max_size": d["max_size_train"], "filter_empty": True,
+                  "num_images": d["num_images"]}
     train = DetectionDataset(*d["train"], flip_prob=d["flip_prob"], **common)
     val = DetectionDataset(*d["train"], flip_prob=0.0, **common)
     return train, val

@@ -28,7 +28,7 @@ def test_locations_are_cell_centres():
 
 def test_centre_sampling_assignment():
     fcos = _fcos()
-    labels, reg, gt = fcos.targets_for_image(_locs(fcos), torch.tensor([[0.0, 0.0, 16.0, 16.0]]), torch.tensor([1]))
+    labels, reg, _gt = fcos.targets_for_image(_locs(fcos), torch.tensor([[0.0, 0.0, 16.0, 16.0]]), torch.tensor([1]))
     # centre (8, 8), radius 12 clipped to the box: the four stride-8 points (4|12, 4|12)
     assert torch.nonzero(labels != 3).squeeze(1).tolist() == [0, 1, 4, 5]
     assert labels[[0, 1, 4, 5]].tolist() == [1, 1, 1, 1]
