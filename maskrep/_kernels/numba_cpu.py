@@ -274,8 +274,7 @@ def _bilinear_roi(img, y, x):
 def _upsample_tap(dst, src_size, dst_size):
     """torch bilinear resize, align_corners=False: lower index, upper index, upper weight."""
     src = (dst + 0.5) * src_size / dst_size - 0.5
-    if src < 0.0:
-        src = 0.0
+    src = max(src, 0.0)
     lo = int(src)
     hi = lo + 1 if lo < src_size - 1 else lo
     return lo, hi, src - lo
