@@ -25,12 +25,13 @@ def test_instance_count(coco_val):
     assert len(insts) == 1672 and data.skipped == {"crowd": 20} and data.num_classes == 80
 
 
-def test_rasterize_in_boxes_agrees_with_pycocotools(coco_val):
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_rasterize_in_boxes_agrees_with_pycocotools(coco_val, backend):
     _, insts = coco_val
     boxes = np.stack([i.box for i in insts])
     polys = [i.polygons for i in insts]
     expected = np.stack([_pycocotools_crop(p, b, 28) for p, b in zip(polys, boxes)])
-    ious = mask_iou(rasterize_in_boxes(polys, boxes, 28), expected)
+    ious = mask_iou(rasterize_in_boxes(polys, boxes, 28, backend=backend), expected)
     assert ious.mean() >= 0.99
     # exact centre sampling (no 1/5-pixel vertex rounding) is measured at 0.9896
     assert mask_iou(rasterize_in_boxes(polys, boxes, 28, snap=None), expected).mean() >= 0.985
