@@ -10,7 +10,7 @@ STAMP := $(VENV)/.maskrep-installed
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast test-nojit demo bench lint clean
+.PHONY: install test test-fast test-nojit test-cudasim demo bench lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,23 +20,32 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# The whole suite, then the kernel parity tests again without the JIT (plain Python kernels).
+# The whole suite; the whole suite again without the JIT (kernels as plain Python); the numba.cuda
+# kernels in the CUDA simulator.
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-nojit
+	$(MAKE) --no-print-directory test-cudasim
 
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test-nojit: install
-	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -m kernels -p no:cacheprovider $(PYTEST_ARGS)
+	NUMBA_DISABLE_JIT=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-cudasim: install
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -m cuda -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/maskrep demo --out $(DEMO_OUT)
 
 bench: install
+	$(BIN)/python -m benchmarks.compile_time
 	$(BIN)/python -m benchmarks.paste
+	$(BIN)/python -m benchmarks.rasterize
+	$(BIN)/python -m benchmarks.iou
+	$(BIN)/python -m benchmarks.assembly
 	$(BIN)/python -m benchmarks.pca_fit
 
 lint: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 
 @functools.cache
@@ -14,16 +15,33 @@ def has_numba() -> bool:
     return True
 
 
-def choose_backend(backend: str) -> str:
-    """Resolve "auto" to "numba" when numba imports, else "reference"; validate the name."""
+def choose_backend(backend: str, device: str = "cpu") -> str:
+    """Resolve a backend name for inputs on ``device`` ("cpu" or "cuda").
+
+    "auto" follows the input: numba's CUDA kernels for CUDA tensors, numba's CPU kernels for numpy
+    arrays and CPU tensors, the plain reference when numba is missing.
+    """
     from .. import _config
 
     if backend == "auto":
         backend = _config.DEFAULT_BACKEND
     if backend == "auto":
-        return "numba" if has_numba() else "reference"
-    if backend not in ("reference", "numba"):
-        raise ValueError(f"backend must be 'auto', 'reference' or 'numba', got {backend!r}")
-    if backend == "numba" and not has_numba():
-        raise RuntimeError("backend='numba' asked for, but numba is not installed")
+        # without numba, or with its JIT switched off (kernels then run as slow Python), the
+        # reference is the fast choice; tests that pin backend="numba" still run the kernels
+        if not has_numba() or os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"):
+            return "reference"
+        return "cuda" if device == "cuda" else "numba"
+    if backend not in ("reference", "numba", "cuda"):
+        raise ValueError(f"backend must be 'auto', 'reference', 'numba' or 'cuda', got {backend!r}")
+    if backend in ("numba", "cuda") and not has_numba():
+        raise RuntimeError(f"backend={backend!r} asked for, but numba is not installed")
     return backend
+
+
+def device_of(*xs) -> str:
+    """"cuda" when any input is a CUDA tensor, else "cpu"."""
+    for x in xs:
+        dev = getattr(x, "device", None)
+        if dev is not None and getattr(dev, "type", "cpu") == "cuda":
+            return "cuda"
+    return "cpu"

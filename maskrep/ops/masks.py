@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _config
-from .._kernels import choose_backend
-from ._array import like, to_numpy
+from .._kernels import choose_backend, device_of
+from ._array import is_tensor, like, to_numpy
 from .polygons import as_polygon, fill_polygon
 
 __all__ = [
@@ -62,6 +62,23 @@ def _flatten_polygons(polygons: Sequence[Sequence]) -> tuple[np.ndarray, np.ndar
     return np.ascontiguousarray(verts), poly_start, np.cumsum(counts)
 
 
+def _rasterize_cuda(polygons, boxes, boxes_np, size, snap):
+    from .._kernels.numba_cuda import rasterize_cuda, to_device
+
+    verts, poly_start, inst_start = _flatten_polygons(polygons)
+    args = (verts, poly_start, inst_start, boxes_np)
+    if is_tensor(boxes):
+        import torch
+
+        dev = boxes.device
+        args = tuple(torch.from_numpy(a).to(dev) for a in args)
+        out = torch.zeros((len(polygons), size, size), dtype=torch.bool, device=dev)
+        rasterize_cuda(*(to_device(a) for a in args), size, float(snap or 0), _config.MIN_BOX_SIDE, to_device(out))
+        return out
+    out = np.zeros((len(polygons), size, size), dtype=bool)
+    return rasterize_cuda(*args, size, float(snap or 0), _config.MIN_BOX_SIDE, out)
+
+
 def rasterize_in_boxes(
     polygons: Sequence[Sequence], boxes, size: int, *, snap: int | None = 5, backend: str = "auto"
 ) -> np.ndarray:
@@ -80,9 +97,10 @@ def rasterize_in_boxes(
         (it rounds to 1/5 pixel). The default 5 makes crops agree with pycocotools / detectron2
         ``crop_and_resize``, which MEInst's released matrices were fitted on; None fills the exact
         polygon.
-    backend : {"auto", "reference", "numba"}
+    backend : {"auto", "reference", "numba", "cuda"}
         "numba" scan-converts the whole batch in one compiled call, with the same arithmetic
-        (identical output).
+        (identical output); "cuda" runs one GPU thread per cell and returns a CUDA tensor when
+        ``boxes`` is one. "auto" follows ``boxes``.
 
     Returns
     -------
@@ -102,8 +120,11 @@ def rasterize_in_boxes(
     boxes_np = _check_boxes(to_numpy(boxes, np.float64), len(polygons))
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
+    chosen = choose_backend(backend, device_of(boxes))
+    if chosen == "cuda":
+        return _rasterize_cuda(polygons, boxes, boxes_np, size, snap)
     out = np.zeros((len(polygons), size, size), dtype=bool)
-    if choose_backend(backend) == "numba":
+    if chosen == "numba":
         from .._kernels.numba_cpu import rasterize_in_boxes_kernel
 
         verts, poly_start, inst_start = _flatten_polygons(polygons)
@@ -216,9 +237,10 @@ def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: fl
     image_size : (H, W)
     threshold : float or None
         Pixels with a pasted value >= threshold are foreground; None returns the values.
-    backend : {"auto", "reference", "numba"}
+    backend : {"auto", "reference", "numba", "cuda"}
         "reference" resamples the whole image for every mask; "numba" visits only the pixels a
-        crop can reach, with the same arithmetic (identical output).
+        crop can reach, with the same arithmetic (identical output); "cuda" runs one GPU thread
+        per pixel (thresholded output; values fall back to the CPU). "auto" follows the input.
 
     Returns
     -------
@@ -231,6 +253,9 @@ def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: fl
     mmdet ``paste_masks_in_image`` rule (grid_sample, align_corners=False, zeros padding).
     A box with zero width or height pastes nothing.
     """
+    chosen = choose_backend(backend, device_of(mask_probs, boxes))
+    if chosen == "cuda" and threshold is not None and threshold > 0:
+        return _paste_cuda(mask_probs, boxes, image_size, float(threshold))
     probs = to_numpy(mask_probs, np.float64)
     if probs.ndim != 3 or probs.shape[1] != probs.shape[2]:
         raise ValueError(f"mask_probs must be (N, S, S), got shape {probs.shape}")
@@ -239,7 +264,7 @@ def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: fl
     n = probs.shape[0]
     out = np.zeros((n, h, w), dtype=bool if threshold is not None else np.float64)
     # a pixel no crop reaches has value 0, so only a threshold above 0 may skip it
-    if choose_backend(backend) == "numba" and (threshold is None or threshold > 0):
+    if chosen in ("numba", "cuda") and (threshold is None or threshold > 0):
         from .._kernels.numba_cpu import paste_masks_kernel
 
         dummy_values = np.zeros((1, 1, 1)) if threshold is not None else out
@@ -267,6 +292,27 @@ def _paste_reference(probs: np.ndarray, boxes_np: np.ndarray, threshold: float |
         bottom = wx0 * padded[cy[:, None] + 1, cx] + wx1 * padded[cy[:, None] + 1, cx + 1]
         values = wy0[:, None] * top + wy1[:, None] * bottom
         out[i] = values >= threshold if threshold is not None else values
+
+
+def _paste_cuda(mask_probs, boxes, image_size, threshold: float):
+    """numba.cuda paste: CUDA tensors stay on their device; numpy arrays go through the driver."""
+    from .._kernels.numba_cuda import paste_masks_cuda, to_device
+
+    h, w = (int(v) for v in image_size)
+    if is_tensor(mask_probs):
+        import torch
+
+        probs = mask_probs.detach().to(torch.float64).contiguous()
+        bx = torch.as_tensor(boxes, device=probs.device).to(torch.float64).contiguous()
+        if probs.dim() != 3 or probs.shape[1] != probs.shape[2]:
+            raise ValueError(f"mask_probs must be (N, S, S), got shape {tuple(probs.shape)}")
+        out = torch.zeros((probs.shape[0], h, w), dtype=torch.bool, device=probs.device)
+        paste_masks_cuda(to_device(probs), to_device(bx), h, w, threshold, to_device(out))
+        return out
+    probs = np.ascontiguousarray(mask_probs, dtype=np.float64)
+    bx = _check_boxes(np.ascontiguousarray(boxes, dtype=np.float64), probs.shape[0])
+    out = np.zeros((probs.shape[0], h, w), dtype=bool)
+    return paste_masks_cuda(probs, bx, h, w, threshold, out)
 
 
 def _as_bool_masks(masks, name: str) -> np.ndarray:

@@ -43,7 +43,7 @@ def test_paste_numba_equals_reference_on_coco(coco_val):
 
 def test_empty_and_bad_backend():
     assert paste_masks(np.zeros((0, 5, 5)), np.zeros((0, 4)), (4, 4), backend="numba").shape == (0, 4, 4)
-    with pytest.raises(ValueError, match="backend must be 'auto', 'reference' or 'numba', got 'cuda2'"):
+    with pytest.raises(ValueError, match="backend must be 'auto', 'reference', 'numba' or 'cuda', got 'cuda2'"):
         paste_masks(np.zeros((1, 5, 5)), np.zeros((1, 4)), (4, 4), backend="cuda2")
 
 
