@@ -19,8 +19,9 @@ cfg["data"].update(train=(f"{COCO_MINI}/annotations/instances_train2017.json", f
                    flip_prob=0.0, num_images=8, num_workers=0)
 cfg["model"].update(depth=18, norm="GN", freeze_at=0, fpn_channels=128, fpn_norm="GN")
 cfg["model"]["fcos"].update(num_convs=2)
-cfg["solver"].update(batch_size=8, lr=1e-3, weight_decay=1e-4, max_iter=600, steps=(450, 550), warmup_iters=50,
-                     warmup_factor=0.01, clip_grad=10.0, checkpoint_period=100, amp=None, log_period=10)
+cfg["solver"].update(batch_size=8, lr=1e-3, weight_decay=1e-4, max_iter=200, steps=(150, 180), warmup_iters=50,
+                     warmup_factor=0.01, clip_grad=10.0, checkpoint_period=50, amp=None, log_period=10)
+cfg["eval_period"] = 50
 cfg["out_dir"] = "outputs/fcos_R_18_mini8"
 
 

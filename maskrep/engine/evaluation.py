@@ -6,6 +6,7 @@ faster-coco-eval is used when installed (identical AP, several times faster); py
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -78,7 +79,7 @@ def coco_eval(annotations: str, results: list[dict], iou_type: str = "bbox", ima
         gt = COCO(annotations)
         if not results:
             return dict.fromkeys(STAT_NAMES, 0.0)
-        dt = gt.loadRes(results)
+        dt = gt.loadRes(copy.deepcopy(results))  # loadRes adds fields to the dicts it is given
         ev = COCOeval(gt, dt, iou_type)
         if image_ids is not None:
             ev.params.imgIds = list(image_ids)
@@ -111,8 +112,9 @@ def evaluate_detector(model, dataset, *, out_dir: str | None = None, device="cpu
     results = [r for part in all_gather_object(results) for r in part]
     if not is_main():
         return {}
+    has_masks = bool(results) and "segmentation" in results[0]
     metrics = {"bbox": coco_eval(dataset.coco.path, results, "bbox", dataset.image_ids)}
-    if results and "segmentation" in results[0]:
+    if has_masks:
         metrics["segm"] = coco_eval(dataset.coco.path, results, "segm", dataset.image_ids)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)

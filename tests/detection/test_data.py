@@ -82,3 +82,12 @@ def test_perfect_detections_score_ap_one(synthetic):
     segm = coco_eval(ds.coco.path, results, "segm")
     assert segm["AP50"] == pytest.approx(1.0)
     assert coco_eval(ds.coco.path, [], "bbox")["AP"] == 0.0
+
+
+def test_coco_eval_leaves_results_untouched(synthetic):
+    ds = DetectionDataset(*synthetic["val"], min_size=100, max_size=1000)
+    item = ds[0]
+    det = {"boxes": item["boxes"], "scores": torch.ones(len(item["boxes"])), "labels": item["labels"]}
+    results = detections_to_coco(det, item, ds.category_ids)
+    coco_eval(ds.coco.path, results, "bbox")
+    assert "segmentation" not in results[0] and "area" not in results[0]
