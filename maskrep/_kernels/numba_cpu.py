@@ -197,21 +197,24 @@ def compose_units_kernel(u, s, v, eps, out):
     """CRMask: out[n] = Û diag(s) V̂ᵀ with unit-norm columns; u, v (N, m, k), s (N, k), out (N, m, m)."""
     n, m, k = u.shape
     for i in numba.prange(n):
-        un = np.empty(k)
-        vn = np.empty(k)
+        us = np.empty((m, k))  # û scaled by s
+        vh = np.empty((m, k))
         for c in range(k):
             su = 0.0
             sv = 0.0
             for r in range(m):
                 su += u[i, r, c] * u[i, r, c]
                 sv += v[i, r, c] * v[i, r, c]
-            un[c] = math.sqrt(su + eps)
-            vn[c] = math.sqrt(sv + eps)
+            nu = math.sqrt(su + eps)
+            nv = math.sqrt(sv + eps)
+            for r in range(m):
+                us[r, c] = u[i, r, c] / nu * s[i, c]
+                vh[r, c] = v[i, r, c] / nv
         for r in range(m):
             for q in range(m):
                 acc = 0.0
                 for c in range(k):
-                    acc += (u[i, r, c] / un[c]) * s[i, c] * (v[i, q, c] / vn[c])
+                    acc += us[r, c] * vh[q, c]
                 out[i, r, q] = acc
 
 
