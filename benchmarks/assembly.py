@@ -7,21 +7,14 @@ M=14, R=56 bases at stride 4; CRMask K=4, m=14, k=3 units; EmbedMask D=16 at str
 CenterMask S=32 shapes on a stride-4 saliency map.
 """
 
-import time
-
 import torch
 
-from benchmarks._common import machine
+from benchmarks._common import best_of, machine
 
 
 def timed(fn, repeats=3):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+    fn()  # compile or load from cache
+    return best_of(fn, repeats)
 
 
 def main() -> None:

@@ -8,12 +8,10 @@ reference, and one pycocotools call per instance (frPyObjects -> merge -> decode
 IoU against pycocotools.
 """
 
-import time
-
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from benchmarks._common import coco_mini, machine
+from benchmarks._common import best_of, coco_mini, machine
 
 
 def pycocotools_crops(polys, boxes, size):
@@ -23,15 +21,6 @@ def pycocotools_crops(polys, boxes, size):
         mapped = [((p - box[:2]) * [size / w, size / h]).ravel().tolist() for p in polygons]
         out[k] = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(mapped, size, size)))
     return out
-
-
-def best_of(fn, repeats):
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
 
 
 def main() -> None:

@@ -318,6 +318,16 @@ def blend_kernel(bases, attn, boxes, spatial_scale, out):
                 out[i, py, px] = acc / z
 
 
+@numba.njit(cache=True, inline="always")
+def _box_tap(centre, lo, hi, size):
+    """Shape-grid taps for an image coordinate in a box [lo, hi) stretched over ``size`` cells,
+    clamped to the edge cells: lower index, upper index, upper weight."""
+    g = (centre - lo) / (hi - lo) * size - 0.5
+    g = min(max(g, 0.0), size - 1.0)
+    low = int(g)
+    return low, min(low + 1, size - 1), g - low
+
+
 @numba.njit(cache=True, parallel=True)
 def shape_saliency_kernel(shapes, saliency, boxes, stride, out):
     """CenterMask: out[n, r, c] = sigmoid(shape_n resized to box n)(r, c) * sigmoid(saliency[r, c]) for
@@ -329,25 +339,17 @@ def shape_saliency_kernel(shapes, saliency, boxes, stride, out):
         x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
         if not (x1 > x0 and y1 > y0):
             continue
+        a = shapes[i]
         for r in range(h):
             cy = (r + 0.5) * stride
             if not (y0 <= cy < y1):
                 continue
-            gy = (cy - y0) / (y1 - y0) * s - 0.5
-            gy = min(max(gy, 0.0), s - 1.0)
-            ylo = int(gy)
-            yhi = min(ylo + 1, s - 1)
-            ly = gy - ylo
+            ylo, yhi, ly = _box_tap(cy, y0, y1, s)
             for c in range(w):
                 cx = (c + 0.5) * stride
                 if not (x0 <= cx < x1):
                     continue
-                gx = (cx - x0) / (x1 - x0) * s - 0.5
-                gx = min(max(gx, 0.0), s - 1.0)
-                xlo = int(gx)
-                xhi = min(xlo + 1, s - 1)
-                lx = gx - xlo
-                a = shapes[i]
+                xlo, xhi, lx = _box_tap(cx, x0, x1, s)
                 v = ((1 - ly) * ((1 - lx) * a[ylo, xlo] + lx * a[ylo, xhi])
                      + ly * ((1 - lx) * a[yhi, xlo] + lx * a[yhi, xhi]))
                 out[i, r, c] = 1.0 / (1.0 + math.exp(-v)) / (1.0 + math.exp(-saliency[r, c]))
