@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from maskrep.ops import paste_masks
+from maskrep._kernels.tolerances import TOLERANCES
+from maskrep.ops import mask_iou, mask_iou_pairwise, paste_masks, rasterize_in_boxes
+from maskrep.ops.masks import mask_counts
 
 pytestmark = pytest.mark.kernels
 
@@ -48,10 +50,6 @@ def test_empty_and_bad_backend():
 
 
 # ---- rasterisation -------------------------------------------------------------------------------
-
-from maskrep._kernels.tolerances import TOLERANCES  # noqa: E402
-from maskrep.ops import mask_iou, mask_iou_pairwise, rasterize_in_boxes  # noqa: E402
-from maskrep.ops.masks import mask_counts  # noqa: E402
 
 EDGE_POLYGONS = [
     [[2.0, 2.0, 20.0, 3.0, 15.0, 18.0]],                        # triangle
