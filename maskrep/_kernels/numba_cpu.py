@@ -249,29 +249,24 @@ def embedding_coupling_kernel(pixel, inst, margins, boxes, stride, out):
 
 
 @numba.njit(cache=True, inline="always")
+def _roi_axis(coord, size):
+    """One axis of the RoIAlign bilinear read (coordinate already known to be in [-1, size]):
+    clamp below at 0, snap to the last cell at or past it; lower index, upper index, upper weight."""
+    coord = max(coord, 0.0)
+    low = int(coord)
+    if low >= size - 1:
+        return size - 1, size - 1, 0.0
+    return low, low + 1, coord - low
+
+
+@numba.njit(cache=True, inline="always")
 def _bilinear_roi(img, y, x):
     """detectron2 RoIAlign bilinear read (METHODS 8.1 step 5) of a (H, W) map."""
     h, w = img.shape
     if y < -1.0 or y > h or x < -1.0 or x > w:
         return 0.0
-    y = max(y, 0.0)
-    x = max(x, 0.0)
-    y_lo = int(y)
-    x_lo = int(x)
-    if y_lo >= h - 1:
-        y_lo = h - 1
-        y_hi = h - 1
-        y = float(y_lo)
-    else:
-        y_hi = y_lo + 1
-    if x_lo >= w - 1:
-        x_lo = w - 1
-        x_hi = w - 1
-        x = float(x_lo)
-    else:
-        x_hi = x_lo + 1
-    ly = y - y_lo
-    lx = x - x_lo
+    y_lo, y_hi, ly = _roi_axis(y, h)
+    x_lo, x_hi, lx = _roi_axis(x, w)
     hy = 1.0 - ly
     hx = 1.0 - lx
     return hy * hx * img[y_lo, x_lo] + hy * lx * img[y_lo, x_hi] + ly * hx * img[y_hi, x_lo] + ly * lx * img[y_hi, x_hi]

@@ -91,3 +91,17 @@ def test_coco_eval_leaves_results_untouched(synthetic):
     results = detections_to_coco(det, item, ds.category_ids)
     coco_eval(ds.coco.path, results, "bbox")
     assert "segmentation" not in results[0] and "area" not in results[0]
+
+
+def test_loader_with_workers_gives_the_same_batches(synthetic):
+    from maskrep.data.detection import make_loader
+
+    ds = DetectionDataset(*synthetic["train"], min_size=64, max_size=200, flip_prob=0.5, filter_empty=True)
+    got = []
+    for workers in (0, 2):
+        loader = iter(make_loader(ds, TrainingBatches(len(ds), 2, seed=3), num_workers=workers))
+        got.append([next(loader) for _ in range(3)])
+    for (ia, ta), (ib, tb) in zip(*got):
+        assert torch.equal(ia, ib)
+        assert [t["image_id"] for t in ta] == [t["image_id"] for t in tb]
+        assert [t["flipped"] for t in ta] == [t["flipped"] for t in tb]
