@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from ._dispatch import as_tensor, back, image_groups, np64, use_numba
@@ -14,8 +17,6 @@ PRIOR_MARGIN = 2.0
 
 def margin_bias(prior_margin: float = PRIOR_MARGIN) -> float:
     """ln(phi0) with phi0 = ln 2 / delta^2: the margin conv's bias init (-1.753 at delta = 2)."""
-    import math
-
     return math.log(math.log(2.0) / prior_margin**2)
 
 
@@ -71,7 +72,7 @@ def embedding_coupling(pixel_embed, inst_embed, margins, im_inds=None, boxes=Non
                 continue
             sel = idx.numpy()
             part = out[sel]
-            ib = boxes_np[sel] if boxes_np is not None else _everything(len(sel), h, w, stride)
+            ib = boxes_np[sel] if boxes_np is not None else _everywhere(len(sel))
             embedding_coupling_kernel(np64(p[b]), np64(q[idx]), np64(phi[idx]), ib, float(stride), part)
             out[sel] = part
         return back(out, p, was_numpy)
@@ -89,8 +90,6 @@ def embedding_coupling(pixel_embed, inst_embed, margins, im_inds=None, boxes=Non
     return out.numpy() if was_numpy else out
 
 
-def _everything(n: int, h: int, w: int, stride: float):
-    import numpy as np
-
-    big = 1e30
-    return np.tile(np.array([[-big, -big, big, big]]), (n, 1))
+def _everywhere(n: int) -> np.ndarray:
+    """(n, 4) boxes that contain every cell: no restriction."""
+    return np.tile(np.array([[-1e30, -1e30, 1e30, 1e30]]), (n, 1))
