@@ -16,7 +16,7 @@ import numpy as np
 
 from ..codecs import MaskCodec, get_codec, load
 from ..data.coco import CocoInstance, crop_instances
-from ..ops.masks import mask_iou, paste_masks
+from ..ops.masks import _iou_from_counts, mask_counts, mask_iou, paste_masks
 
 __all__ = [
     "evaluate_reconstruction",
@@ -103,11 +103,13 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             t_enc += t1 - t0
             t_dec += t2 - t1
             pred = probs >= 0.5
-            crop_ious.append(mask_iou(pred, crops))
-            tp += int((pred & crops).sum())
-            fp += int((pred & ~crops).sum())
-            fn += int((~pred & crops).sum())
-            tn += int((~pred & ~crops).sum())
+            inter, area_pred, area_gt = mask_counts(pred, crops)  # one pass gives IoU and the pooled counts
+            union = area_pred + area_gt - inter
+            crop_ious.append(_iou_from_counts(inter, union))
+            tp += int(inter.sum())
+            fp += int((area_pred - inter).sum())
+            fn += int((area_gt - inter).sum())
+            tn += int(pred.size - union.sum())
             if full_image:
                 for inst, p in zip(batch, probs):
                     pasted = paste_masks(p[None], inst.box[None], (inst.height, inst.width))
