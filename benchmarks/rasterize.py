@@ -4,8 +4,8 @@
 
 Times, in one process: the numba batch kernel (one call for all instances), maskrep's numpy
 reference, and one pycocotools call per instance (frPyObjects -> merge -> decode, as detectron2's
-``crop_and_resize`` does); prints masks/s, the ratios, numba-vs-reference identity and the mean
-IoU against pycocotools.
+``crop_and_resize`` does); prints masks/s, the ratios, and whether all three give identical crops
+(pycocotools' polygon rule is the default, ``rule="coco"``).
 """
 
 import numpy as np
@@ -42,7 +42,7 @@ def main() -> None:
     print(f"  pycocotools (one call / instance): {n / t_coco:10,.0f} masks/s   numba is x{t_coco / t_fast:.1f}")
     print(f"  reference (numpy, per instance):   {n / t_ref:10,.0f} masks/s   numba is x{t_ref / t_fast:.1f}")
     print(f"  numba identical to the reference: {np.array_equal(fast, ref)}; "
-          f"mean IoU vs pycocotools: {mask_iou(fast, coco).mean():.4f}")
+          f"identical to pycocotools: {np.array_equal(fast, coco)} (mean IoU {mask_iou(fast, coco).mean():.4f})")
 
 
 if __name__ == "__main__":

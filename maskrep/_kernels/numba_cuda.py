@@ -1,5 +1,5 @@
 """numba.cuda kernels for the two operations torch has no fast form of: pasting crops into images and
-scan-converting polygons into boxes. One thread per output pixel, the references' float64
+scan-converting polygons (into boxes or whole images). One thread per output pixel, the references' float64
 arithmetic. Tested without a GPU through the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
 
 Inputs may be numpy arrays (copied to the device) or CUDA torch tensors (used in place through
@@ -14,6 +14,7 @@ import numpy as np
 from numba import cuda
 
 from .. import _config
+from . import coco_polygon
 
 
 @cuda.jit(device=True, inline=True)
@@ -50,19 +51,22 @@ def _paste_kernel(probs, boxes, threshold, out):
     out[i, r, c] = (wy0 * top + wy1 * bottom) >= threshold
 
 
+_grid_coord = cuda.jit(device=True)(coco_polygon.grid_coord)
+_edge_crossing_row = cuda.jit(device=True)(coco_polygon.edge_crossing_row)
+
+
 @cuda.jit
-def _rasterize_kernel(verts, poly_start, inst_start, boxes, snap, min_side, out):
-    """out (N, S, S) bool, zeroed; grid x: columns, y: rows, z: instances. Per polygon, the cell is
-    inside when an odd number of its row's edge crossings lie at or left of it (the scanline toggles
-    of the reference, counted per cell); instances are the union of their polygons."""
+def _rasterize_kernel(verts, poly_start, inst_start, transforms, coco_rule, out):
+    """out (N, H, W) bool, zeroed; grid x: columns, y: rows, z: instances. Per polygon, a pixel is
+    inside when an odd number of crossings lie at or above it in its column (COCO rule, each edge's
+    crossing found directly: ``coco_polygon.edge_crossing_row``) or at or left of it in its row
+    (centre rule); instances are the union of their polygons."""
     c, r = cuda.grid(2)
     i = cuda.blockIdx.z
-    n, size = out.shape[0], out.shape[1]
-    if i >= n or r >= size or c >= size:
+    n, height, width = out.shape
+    if i >= n or r >= height or c >= width:
         return
-    x0, y0 = boxes[i, 0], boxes[i, 1]
-    sx = size / max(boxes[i, 2] - boxes[i, 0], min_side)
-    sy = size / max(boxes[i, 3] - boxes[i, 1], min_side)
+    x0, y0, sx, sy = transforms[i, 0], transforms[i, 1], transforms[i, 2], transforms[i, 3]
     py = r + 0.5
     for p in range(inst_start[i], inst_start[i + 1]):
         a, b = poly_start[p], poly_start[p + 1]
@@ -70,18 +74,21 @@ def _rasterize_kernel(verts, poly_start, inst_start, boxes, snap, min_side, out)
         parity = 0
         for k in range(m):
             k1 = k + 1 if k + 1 < m else 0
+            if coco_rule:
+                row = _edge_crossing_row(_grid_coord((verts[a + k, 0] - x0) * sx),
+                                         _grid_coord((verts[a + k, 1] - y0) * sy),
+                                         _grid_coord((verts[a + k1, 0] - x0) * sx),
+                                         _grid_coord((verts[a + k1, 1] - y0) * sy), c, height)
+                if 0 <= row <= r:
+                    parity ^= 1
+                continue
             xa = (verts[a + k, 0] - x0) * sx
             ya = (verts[a + k, 1] - y0) * sy
             xb = (verts[a + k1, 0] - x0) * sx
             yb = (verts[a + k1, 1] - y0) * sy
-            if snap > 0:
-                xa = math.floor(xa * snap + 0.5) / snap
-                ya = math.floor(ya * snap + 0.5) / snap
-                xb = math.floor(xb * snap + 0.5) / snap
-                yb = math.floor(yb * snap + 0.5) / snap
             if (ya > py) != (yb > py):
                 xc = xa + (py - ya) * (xb - xa) / (yb - ya)
-                col = min(max(math.floor(xc - 0.5) + 1, 0), size)
+                col = min(max(math.floor(xc - 0.5) + 1, 0), width)
                 if col <= c:
                     parity ^= 1
         if parity:
@@ -103,11 +110,11 @@ def paste_masks_cuda(probs, boxes, height: int, width: int, threshold: float, ou
     return out
 
 
-def rasterize_cuda(verts, poly_start, inst_start, boxes, size: int, snap: float, min_side: float, out):
-    n = boxes.shape[0]
+def rasterize_cuda(verts, poly_start, inst_start, transforms, coco_rule: bool, out):
+    """Polygons into out (N, H, W) bool, zeroed; transforms (N, 4) float64 (x0, y0, sx, sy)."""
+    n, h, w = out.shape
     if n and len(verts):
-        _launch(_rasterize_kernel, n, size, size, verts, poly_start, inst_start, boxes, float(snap),
-                float(min_side), out)
+        _launch(_rasterize_kernel, n, h, w, verts, poly_start, inst_start, transforms, bool(coco_rule), out)
     return out
 
 

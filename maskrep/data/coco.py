@@ -276,7 +276,7 @@ class CocoInstances:
         return {"size": [h, w], "counts": counts}
 
 
-def crop_instances(instances: Sequence[CocoInstance], size: int, *, boxes=None, snap: int | None = 5) -> np.ndarray:
+def crop_instances(instances: Sequence[CocoInstance], size: int, *, boxes=None, rule: str = "coco") -> np.ndarray:
     """Each instance's mask cropped to a box and resampled to (size, size): the codec target.
 
     Polygon instances are rasterised into the box (:func:`maskrep.ops.rasterize_in_boxes`), RLE ones
@@ -288,6 +288,8 @@ def crop_instances(instances: Sequence[CocoInstance], size: int, *, boxes=None, 
     size : int
     boxes : (N, 4) xyxy, optional
         Boxes to crop to; by default each instance's own box.
+    rule : {"coco", "center"}
+        The polygon rule (:mod:`maskrep.ops.polygons`); "coco" gives detectron2's crops exactly.
 
     Returns
     -------
@@ -298,7 +300,7 @@ def crop_instances(instances: Sequence[CocoInstance], size: int, *, boxes=None, 
     out = np.zeros((n, size, size), dtype=bool)
     poly_idx = [i for i, inst in enumerate(instances) if inst.polygons is not None]
     if poly_idx:
-        out[poly_idx] = rasterize_in_boxes([instances[i].polygons for i in poly_idx], boxes[poly_idx], size, snap=snap)
+        out[poly_idx] = rasterize_in_boxes([instances[i].polygons for i in poly_idx], boxes[poly_idx], size, rule=rule)
     for i, inst in enumerate(instances):
         if inst.polygons is None:
             out[i] = crop_masks_in_boxes(inst.mask()[None], boxes[i : i + 1], size=size)[0]

@@ -80,6 +80,7 @@ def _shape(rng: np.random.Generator, name: str, h: int, w: int):
         raise ValueError(name)
     poly[:, 0] = poly[:, 0].clip(0, w)
     poly[:, 1] = poly[:, 1].clip(0, h)
+    poly = np.round(poly, 2)  # what the JSON stores, so the stored area is this polygon's mask
     return poly, polygons_to_mask([poly], h, w)
 
 

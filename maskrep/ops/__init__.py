@@ -7,6 +7,7 @@ from .masks import (
     mask_iou_pairwise,
     masks_to_boxes,
     paste_masks,
+    polygons_to_masks,
     rasterize_in_boxes,
 )
 from .nms import batched_nms, nms
@@ -30,6 +31,7 @@ __all__ = [
     "paste_masks",
     "polygon_area",
     "polygons_to_mask",
+    "polygons_to_masks",
     "rasterize_in_boxes",
     "rle_area",
     "rle_to_mask",

@@ -18,7 +18,7 @@ import numpy as np
 from .. import _config
 from .._kernels import choose_backend, device_of
 from ._array import is_tensor, like, to_numpy
-from .polygons import as_polygon, fill_polygon
+from .polygons import as_polygon, check_rule, fill_polygon
 
 __all__ = [
     "crop_masks_in_boxes",
@@ -27,6 +27,7 @@ __all__ = [
     "mask_iou_pairwise",
     "masks_to_boxes",
     "paste_masks",
+    "polygons_to_masks",
     "rasterize_in_boxes",
 ]
 
@@ -62,26 +63,61 @@ def _flatten_polygons(polygons: Sequence[Sequence]) -> tuple[np.ndarray, np.ndar
     return np.ascontiguousarray(verts), poly_start, np.cumsum(counts)
 
 
-def _rasterize_cuda(polygons, boxes, boxes_np, size, snap):
+def _box_transforms(boxes, size: int) -> np.ndarray:
+    """(N, 4) float64 (x0, y0, sx, sy) mapping image (x, y) to an S x S crop of each box.
+
+    The side and the scale S / max(side, MIN_BOX_SIDE) are computed in the dtype of ``boxes``, as
+    detectron2's ``crop_and_resize`` does with its (float32) boxes, so float32 boxes give its
+    crops exactly; float64 boxes give the float64 mapping.
+    """
+    b = to_numpy(boxes)
+    if not np.issubdtype(b.dtype, np.floating):
+        b = b.astype(np.float64)
+    _check_boxes(b)
+    side = np.maximum(b[:, 2:] - b[:, :2], b.dtype.type(_config.MIN_BOX_SIDE))  # (N, 2) w, h
+    scale = b.dtype.type(size) / side  # (N, 2)
+    return np.concatenate([b[:, :2], scale], axis=1).astype(np.float64)
+
+
+def _rasterize_cuda(polygons, like_boxes, transforms, height, width, rule):
     from .._kernels.numba_cuda import rasterize_cuda, to_device
 
     verts, poly_start, inst_start = _flatten_polygons(polygons)
-    args = (verts, poly_start, inst_start, boxes_np)
-    if is_tensor(boxes):
+    args = (verts, poly_start, inst_start, transforms)
+    coco = rule == "coco"
+    if is_tensor(like_boxes):
         import torch
 
-        dev = boxes.device
+        dev = like_boxes.device
         args = tuple(torch.from_numpy(a).to(dev) for a in args)
-        out = torch.zeros((len(polygons), size, size), dtype=torch.bool, device=dev)
-        rasterize_cuda(*(to_device(a) for a in args), size, float(snap or 0), _config.MIN_BOX_SIDE, to_device(out))
+        out = torch.zeros((len(polygons), height, width), dtype=torch.bool, device=dev)
+        rasterize_cuda(*(to_device(a) for a in args), coco, to_device(out))
         return out
-    out = np.zeros((len(polygons), size, size), dtype=bool)
-    return rasterize_cuda(*args, size, float(snap or 0), _config.MIN_BOX_SIDE, out)
+    out = np.zeros((len(polygons), height, width), dtype=bool)
+    return rasterize_cuda(*args, coco, out)
 
 
-def rasterize_in_boxes(
-    polygons: Sequence[Sequence], boxes, size: int, *, snap: int | None = 5, backend: str = "auto"
-) -> np.ndarray:
+def _rasterize(polygons, transforms: np.ndarray, height: int, width: int, rule: str, backend: str, like_boxes=None):
+    """Every instance's polygons, mapped by its transform (x0, y0, sx, sy), into (N, H, W) bool."""
+    check_rule(rule)
+    chosen = choose_backend(backend, device_of(like_boxes))
+    if chosen == "cuda":
+        return _rasterize_cuda(polygons, like_boxes, transforms, height, width, rule)
+    out = np.zeros((len(polygons), height, width), dtype=bool)
+    if chosen == "numba":
+        from .._kernels.numba_cpu import rasterize_polygons_kernel
+
+        verts, poly_start, inst_start = _flatten_polygons(polygons)
+        return rasterize_polygons_kernel(verts, poly_start, inst_start, transforms, rule == "coco", out)
+    for i, (polys, (x0, y0, sx, sy)) in enumerate(zip(polygons, transforms)):
+        for polygon in polys:
+            v = as_polygon(polygon)
+            v = np.stack([(v[:, 0] - x0) * sx, (v[:, 1] - y0) * sy], axis=1)  # (P, 2) output frame
+            fill_polygon(v, height, width, out=out[i], rule=rule)
+    return out
+
+
+def rasterize_in_boxes(polygons: Sequence[Sequence], boxes, size: int, *, rule: str = "coco", backend: str = "auto"):
     """Rasterise each instance's polygons into its box, stretched to a size x size grid.
 
     Parameters
@@ -89,24 +125,22 @@ def rasterize_in_boxes(
     polygons : list of length N of lists of polygons
         Each polygon is flat ``[x0, y0, x1, y1, ...]`` or (P, 2), in image coordinates.
     boxes : ndarray or Tensor of shape (N, 4)
-        xyxy, image pixels. Sides under ``_config.MIN_BOX_SIDE`` are treated as that side.
+        xyxy, image pixels. Sides under ``_config.MIN_BOX_SIDE`` are treated as that side. The
+        side and scale are computed in this dtype (float32 boxes give detectron2's crops).
     size : int
         S, the crop side.
-    snap : int or None
-        Round the box-frame vertices to 1/snap of a crop cell before filling, as pycocotools does
-        (it rounds to 1/5 pixel). The default 5 makes crops agree with pycocotools / detectron2
-        ``crop_and_resize``, which MEInst's released matrices were fitted on; None fills the exact
-        polygon.
+    rule : {"coco", "center"}
+        "coco" (default): pycocotools' polygon rule on the box-frame polygon, so crops equal
+        detectron2's ``PolygonMasks.crop_and_resize`` (what MEInst's matrices were fitted on);
+        "center": exact pixel-centre sampling (:mod:`maskrep.ops.polygons`).
     backend : {"auto", "reference", "numba", "cuda"}
-        "numba" scan-converts the whole batch in one compiled call, with the same arithmetic
-        (identical output); "cuda" runs one GPU thread per cell and returns a CUDA tensor when
-        ``boxes`` is one. "auto" follows ``boxes``.
+        "numba" scan-converts the whole batch in one compiled call (identical output); "cuda"
+        runs one GPU thread per cell and returns a CUDA tensor when ``boxes`` is one. "auto"
+        follows ``boxes``.
 
     Returns
     -------
     ndarray of shape (N, S, S), bool
-        Cell (i, j) is foreground when its centre lies inside any of the instance's (snapped)
-        polygons.
 
     Examples
     --------
@@ -117,30 +151,27 @@ def rasterize_in_boxes(
            [0, 1, 1, 0],
            [0, 0, 0, 0]])
     """
-    boxes_np = _check_boxes(to_numpy(boxes, np.float64), len(polygons))
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
-    chosen = choose_backend(backend, device_of(boxes))
-    if chosen == "cuda":
-        return _rasterize_cuda(polygons, boxes, boxes_np, size, snap)
-    out = np.zeros((len(polygons), size, size), dtype=bool)
-    if chosen == "numba":
-        from .._kernels.numba_cpu import rasterize_in_boxes_kernel
+    transforms = _box_transforms(boxes, size)
+    if len(transforms) != len(polygons):
+        raise ValueError(f"expected {len(polygons)} boxes, got {len(transforms)}")
+    return _rasterize(polygons, transforms, size, size, rule, backend, like_boxes=boxes)
 
-        verts, poly_start, inst_start = _flatten_polygons(polygons)
-        return rasterize_in_boxes_kernel(verts, poly_start, inst_start, boxes_np, size, float(snap or 0),
-                                         float(_config.MIN_BOX_SIDE), out)
-    for i, (polys, box) in enumerate(zip(polygons, boxes_np)):
-        x0, y0 = box[0], box[1]
-        sx = size / max(box[2] - box[0], _config.MIN_BOX_SIDE)
-        sy = size / max(box[3] - box[1], _config.MIN_BOX_SIDE)
-        for polygon in polys:
-            v = as_polygon(polygon)
-            v = np.stack([(v[:, 0] - x0) * sx, (v[:, 1] - y0) * sy], axis=1)  # (P, 2) crop frame
-            if snap:
-                v = np.floor(v * snap + 0.5) / snap
-            fill_polygon(v, size, size, out=out[i])
-    return out
+
+def polygons_to_masks(polygons: Sequence[Sequence], height: int, width: int, *, rule: str = "coco",
+                      backend: str = "auto") -> np.ndarray:
+    """Each instance's polygons (image coordinates) as a full-image mask: (N, H, W) bool.
+
+    The batch form of :func:`maskrep.ops.polygons_to_mask` (same rules, one compiled call).
+
+    Examples
+    --------
+    >>> polygons_to_masks([[[1, 1, 3, 1, 3, 3, 1, 3]], [[0, 0, 1, 0, 1, 1]]], 4, 4).sum(axis=(1, 2))
+    array([4, 0])
+    """
+    transforms = np.tile(np.array([[0.0, 0.0, 1.0, 1.0]]), (len(polygons), 1))
+    return _rasterize(polygons, transforms, int(height), int(width), rule, backend)
 
 
 def _roi_align_weights(start: float, length: float, size: int, extent: int) -> np.ndarray:

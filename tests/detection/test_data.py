@@ -29,7 +29,13 @@ def test_item_contents_and_flip(dataset):
     a, b = (plain, other) if not plain["flipped"] else (other, plain)
     assert a["image"].shape == (3, 120, 160) and a["size"] == (120, 160) and a["orig_size"] == (240, 320)
     assert torch.equal(a["image"].flip(-1), b["image"])
-    assert torch.equal(a["masks"].flip(-1), b["masks"])
+    # masks are the flipped polygons rasterised (as detectron2 does); pycocotools' rule samples a
+    # column on its 1/5-pixel grid, so a flip moves a few boundary pixels
+    from maskrep.ops import mask_iou, polygons_to_masks
+
+    poly = [k for k, p in enumerate(b["polygons"]) if p is not None]
+    assert torch.equal(b["masks"][poly], torch.from_numpy(polygons_to_masks([b["polygons"][k] for k in poly], *b["size"])))
+    assert mask_iou(a["masks"].flip(-1).numpy(), b["masks"].numpy()).mean() > 0.9
     w = a["size"][1]
     torch.testing.assert_close(b["boxes"][:, [0, 2]], w - a["boxes"][:, [2, 0]])
     # the boxes enclose the masks they come with
@@ -67,8 +73,11 @@ def test_missing_image_names_the_file(tmp_path, synthetic):
         DetectionDataset(synthetic["val"][0], tmp_path)
 
 
-def test_perfect_detections_score_ap_one(synthetic):
-    ds = DetectionDataset(*synthetic["val"], min_size=100, max_size=1000, with_masks=True)
+@pytest.mark.parametrize("min_size", [240, 100])
+def test_perfect_detections_score_ap_one(synthetic, min_size):
+    """At the original size (240) masks and boxes are the ground truth exactly; at 100 the boxes
+    still round-trip through the resize (the masks, rasterised at 100, lose thin parts)."""
+    ds = DetectionDataset(*synthetic["val"], min_size=min_size, max_size=1000, with_masks=True)
     results = []
     for i in range(len(ds)):
         item = ds[i]
@@ -79,8 +88,9 @@ def test_perfect_detections_score_ap_one(synthetic):
     assert results and "segmentation" in results[0]
     box = coco_eval(ds.coco.path, results, "bbox")
     assert box["AP50"] == pytest.approx(1.0) and box["AP"] > 0.95  # boxes round-trip through the resize
-    segm = coco_eval(ds.coco.path, results, "segm")
-    assert segm["AP50"] == pytest.approx(1.0)
+    if min_size == 240:
+        segm = coco_eval(ds.coco.path, results, "segm")
+        assert segm["AP50"] == pytest.approx(1.0) and segm["AP"] == pytest.approx(1.0)
     assert coco_eval(ds.coco.path, [], "bbox")["AP"] == 0.0
 
 

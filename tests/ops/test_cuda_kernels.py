@@ -36,11 +36,24 @@ def test_paste_cuda_equals_reference(size):
 
 
 @pytest.mark.parametrize("size", [1, 5, 9])
-@pytest.mark.parametrize("snap", [5, None])
-def test_rasterize_cuda_equals_reference(size, snap):
-    fast = rasterize_in_boxes(EDGE_POLYGONS, EDGE_POLY_BOXES, size, snap=snap, backend="cuda")
-    ref = rasterize_in_boxes(EDGE_POLYGONS, EDGE_POLY_BOXES, size, snap=snap, backend="reference")
+@pytest.mark.parametrize("rule", ["coco", "center"])
+def test_rasterize_cuda_equals_reference(size, rule):
+    fast = rasterize_in_boxes(EDGE_POLYGONS, EDGE_POLY_BOXES, size, rule=rule, backend="cuda")
+    ref = rasterize_in_boxes(EDGE_POLYGONS, EDGE_POLY_BOXES, size, rule=rule, backend="reference")
     assert np.array_equal(fast, ref)
+
+
+def test_full_image_cuda_equals_pycocotools():
+    import pycocotools.mask as mask_utils
+
+    from maskrep.ops import polygons_to_masks
+
+    rng = np.random.default_rng(3)
+    polys = [[rng.uniform(-4, 14, 2 * int(rng.integers(3, 7)))] for _ in range(5)] + EDGE_POLYGONS[:2]
+    fast = polygons_to_masks(polys, 9, 11, backend="cuda")
+    for p, m in zip(polys, fast):
+        flat = [np.asarray(q, float).ravel().tolist() for q in p]
+        assert np.array_equal(m, mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(flat, 9, 11))).astype(bool))
 
 
 def test_cuda_on_coco_sample(coco_val):

@@ -67,10 +67,10 @@ EDGE_POLY_BOXES = np.array([
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 28])
-@pytest.mark.parametrize("snap", [5, None])
-def test_rasterize_numba_equals_reference_on_edge_cases(size, snap):
-    fast = rasterize_in_boxes(EDGE_POLYGONS, EDGE_POLY_BOXES, size, snap=snap, backend="numba")
-    ref = rasterize_in_boxes(EDGE_POLYGONS, EDGE_POLY_BOXES, size, snap=snap, backend="reference")
+@pytest.mark.parametrize("rule", ["coco", "center"])
+def test_rasterize_numba_equals_reference_on_edge_cases(size, rule):
+    fast = rasterize_in_boxes(EDGE_POLYGONS, EDGE_POLY_BOXES, size, rule=rule, backend="numba")
+    ref = rasterize_in_boxes(EDGE_POLYGONS, EDGE_POLY_BOXES, size, rule=rule, backend="reference")
     assert TOLERANCES["rasterize_in_boxes"] == 0.0 and np.array_equal(fast, ref)
     if size == 28:
         assert fast[1].any() and not fast[6].any()  # the bow tie fills, the box elsewhere stays empty

@@ -27,7 +27,7 @@ def test_rasterize_in_boxes_equals_rasterising_the_mapped_polygon(seed):
     rng = np.random.default_rng(seed)
     polys = [[rng.uniform(0, 40, 2 * rng.integers(3, 8))] for _ in range(4)]
     boxes = np.array([[3.0, 5.0, 30.0, 22.0], [0.0, 0.0, 40.0, 40.0], [10.0, 10.0, 10.05, 30.0], [-5.0, -5.0, 50.0, 9.0]])
-    crops = rasterize_in_boxes(polys, boxes, 9, snap=None)
+    crops = rasterize_in_boxes(polys, boxes, 9, rule="center")
     for polys_i, box, crop in zip(polys, boxes, crops):
         w, h = max(box[2] - box[0], 0.1), max(box[3] - box[1], 0.1)
         mapped = [((np.reshape(p, (-1, 2)) - box[:2]) * [9 / w, 9 / h]).ravel() for p in polys_i]
@@ -56,10 +56,10 @@ def test_crop_masks_matches_roi_align_loop(box):
 def test_crop_bitmap_agrees_with_polygon_raster():
     """Bitmap cropping and polygon rasterising share the cell-centre convention."""
     poly = [[4.0, 3.0, 40.0, 6.0, 30.0, 38.0, 8.0, 30.0]]
-    full = polygons_to_mask(poly, 48, 48)
+    full = polygons_to_mask(poly, 48, 48, rule="center")
     box = np.array([[4.0, 3.0, 40.0, 38.0]])
     from_bitmap = crop_masks_in_boxes(full[None], box, size=12)
-    from_polygon = rasterize_in_boxes([poly], box, 12, snap=None)
+    from_polygon = rasterize_in_boxes([poly], box, 12, rule="center")
     assert mask_iou(from_bitmap, from_polygon)[0] > 0.9
 
 
