@@ -10,9 +10,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def coco_mini() -> Path:
-    root = Path(os.environ.get("MASKREP_DATA", REPO.parent / "shared" / "data")) / "coco-mini"
+    root = Path(os.environ.get("MASKREP_DATASETS", REPO.parent / "shared" / "data")) / "coco-mini"
     if not (root / "annotations").is_dir():
-        raise SystemExit(f"coco-mini not found at {root}: set MASKREP_DATA")
+        raise SystemExit(f"coco-mini not found at {root}: set MASKREP_DATASETS")
     return root
 
 

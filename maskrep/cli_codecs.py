@@ -56,7 +56,8 @@ def _cmd_reconstruct(args) -> int:
         if not codec.is_fitted:
             raise SystemExit(f"codec {spec!r} needs fitting: run `maskrep fit {codec.name} ...` and pass the saved file")
     insts = _instances(args)
-    results = [evaluate_reconstruction(c, insts, full_image=not args.crop_only) for c in codecs]
+    results = [evaluate_reconstruction(c, insts, full_image=not args.crop_only, meinst_jitter_seed=args.meinst_jitter)
+               for c in codecs]
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:
@@ -89,6 +90,9 @@ def add_commands(sub) -> None:
                    help="a saved codec .npz, or name:key=value,... (repeatable)")
     _add_data_args(p)
     p.add_argument("--crop-only", action="store_true", help="skip the full-image (paste) IoU")
+    p.add_argument("--meinst-jitter", type=int, default=None, metavar="SEED",
+                   help="pca: encode freshly jittered targets drawn from SEED, as MEInst's own evaluation does "
+                        "(compare its printed pooled mIoU); default: the deterministic encoder")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--plot", default=None, help="write a rate-distortion chart (PNG) here")
     p.set_defaults(func=_cmd_reconstruct)

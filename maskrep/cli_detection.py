@@ -38,6 +38,14 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_convert(args) -> int:
+    from .detection.convert import convert_checkpoint
+
+    n = convert_checkpoint(args.src, args.dst)
+    print(f"wrote {n} tensors to {args.dst}")
+    return 0
+
+
 def _common(p) -> None:
     p.add_argument("--config", required=True, help="Python config file defining `cfg` (see experiments/fcos/)")
     p.add_argument("--data", nargs=2, metavar=("ANNOTATIONS", "IMAGE_DIR"),
@@ -52,6 +60,12 @@ def add_commands(sub) -> None:
     _common(p)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if out_dir has a checkpoint")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("convert", help="rename the weights of another project's checkpoint for maskrep")
+    p.add_argument("kind", choices=("adelaidet-fcos",), help="what the checkpoint is: an AdelaiDet/detectron2 FCOS")
+    p.add_argument("src", help="the checkpoint (.pth)")
+    p.add_argument("dst", help="where to write maskrep's checkpoint")
+    p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("eval", help="COCO-evaluate a checkpoint")
     _common(p)

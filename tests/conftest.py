@@ -7,15 +7,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def data_root() -> Path:
-    """coco-mini's parent: $MASKREP_DATA, else ../shared/data beside the checkout."""
-    return Path(os.environ.get("MASKREP_DATA", REPO.parent / "shared" / "data"))
+    """coco-mini's parent: $MASKREP_DATASETS, else ../shared/data beside the checkout."""
+    return Path(os.environ.get("MASKREP_DATASETS", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
 def coco_mini() -> Path:
     root = data_root() / "coco-mini"
     if not (root / "annotations" / "instances_val2017.json").is_file():
-        message = f"coco-mini not found at {root} (set MASKREP_DATA to the folder holding coco-mini)"
+        message = f"coco-mini not found at {root} (set MASKREP_DATASETS to the folder holding coco-mini)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

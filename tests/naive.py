@@ -28,7 +28,7 @@ def rasterize(polygons, height, width):
 
 
 def bilinear_roi(img: np.ndarray, y: float, x: float) -> float:
-    """detectron2 RoIAlign bilinear read in pixel-index coordinates (METHODS 8.1 step 5)."""
+    """detectron2 RoIAlign bilinear read in pixel-index coordinates (docs/methods.md §8.1)."""
     h, w = img.shape
     if y < -1.0 or y > h or x < -1.0 or x > w:
         return 0.0
@@ -50,7 +50,7 @@ def bilinear_roi(img: np.ndarray, y: float, x: float) -> float:
 
 
 def roi_align_one(img, box, size, sampling_ratio=0, aligned=True):
-    """One RoI of one channel, (PH, PW) float64 (METHODS 8.1); ``size`` is an int or (PH, PW)."""
+    """One RoI of one channel, (PH, PW) float64 (docs/methods.md §8.1); ``size`` is an int or (PH, PW)."""
     out_h, out_w = (size, size) if isinstance(size, int) else size
     off = 0.5 if aligned else 0.0
     xs, ys, xe, ye = box[0] - off, box[1] - off, box[2] - off, box[3] - off
@@ -75,7 +75,7 @@ def roi_align_one(img, box, size, sampling_ratio=0, aligned=True):
 
 
 def paste_one(probs: np.ndarray, box, height, width):
-    """Whole-image bilinear resampling with zero padding, one pixel at a time (METHODS 8.4)."""
+    """Whole-image bilinear resampling with zero padding, one pixel at a time (docs/methods.md §8.4)."""
     s = probs.shape[0]
     x0, y0, x1, y1 = box
     out = np.zeros((height, width))

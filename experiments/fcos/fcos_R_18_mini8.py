@@ -1,7 +1,7 @@
 """The whole-loop check: FCOS with a ResNet-18 trained from scratch on the CPU on 8 coco-mini
 train images at shorter side 320, evaluated on those same 8 images (docs/fcos_cpu.md).
 
-    maskrep train --config experiments/fcos/fcos_R_18_mini8.py
+    MASKREP_DATASETS=../shared/data maskrep train --config experiments/fcos/fcos_R_18_mini8.py
 
 From scratch, so GroupNorm in the backbone and FPN instead of frozen ImageNet statistics, and
 AdamW, which fits a handful of images far faster than SGD. The val set is the train images,
@@ -11,10 +11,10 @@ unflipped: the check is that targets, losses, gradients, decoding, NMS and COCO 
 import torch
 
 from maskrep.data.detection import DetectionDataset
-from maskrep.engine.recipe import COCO_MINI, base_config, warmup_step_lr  # noqa: F401
+from maskrep.engine.recipe import base_config, coco_split, data_paths
 
 cfg = base_config()
-cfg["data"].update(train=(f"{COCO_MINI}/annotations/instances_train2017.json", f"{COCO_MINI}/train2017"),
+cfg["data"].update(train=coco_split("coco-mini", "train2017"), val=coco_split("coco-mini", "train2017"),
                    min_size_train=(320,), max_size_train=533, min_size_test=320, max_size_test=533,
                    flip_prob=0.0, num_images=8, num_workers=0)
 cfg["model"].update(depth=18, norm="GN", freeze_at=0, fpn_channels=128, fpn_norm="GN")
@@ -29,8 +29,8 @@ def build_datasets(cfg):
     d = cfg["data"]
     common = {"min_size": d["min_size_train"], "max_size": d["max_size_train"], "filter_empty": True,
                   "num_images": d["num_images"]}
-    train = DetectionDataset(*d["train"], flip_prob=d["flip_prob"], **common)
-    val = DetectionDataset(*d["train"], flip_prob=0.0, **common)
+    train = DetectionDataset(*data_paths(cfg, "train"), flip_prob=d["flip_prob"], **common)
+    val = DetectionDataset(*data_paths(cfg, "val"), flip_prob=0.0, **common)
     return train, val
 
 

@@ -27,7 +27,7 @@ GRID = (
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=os.environ.get("MASKREP_DATA", str(REPO.parent / "shared" / "data")))
+    parser.add_argument("--data", default=os.environ.get("MASKREP_DATASETS", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--out", default=str(REPO / "docs"))
     args = parser.parse_args()
 

@@ -310,7 +310,7 @@ def _roi_axis(coord, size):
 
 @numba.njit(cache=True, inline="always")
 def _bilinear_roi(img, y, x):
-    """detectron2 RoIAlign bilinear read (METHODS 8.1 step 5) of a (H, W) map."""
+    """detectron2 RoIAlign bilinear read (docs/methods.md §8.1) of a (H, W) map."""
     h, w = img.shape
     if y < -1.0 or y > h or x < -1.0 or x > w:
         return 0.0

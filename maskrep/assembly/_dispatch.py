@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._array import like_dtype
 from .._kernels import choose_backend
-
-
-def as_tensor(x) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(x)) if not torch.is_tensor(x) else x
 
 
 def use_numba(backend: str, *tensors) -> bool:
@@ -21,15 +18,6 @@ def use_numba(backend: str, *tensors) -> bool:
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in ts))
 
 
-def np64(t: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64)
-
-
-def back(arr: np.ndarray, like: torch.Tensor, was_numpy: bool):
-    """Kernel output -> the caller's kind: numpy float64 for numpy input, else a tensor of ``like``'s dtype."""
-    return arr if was_numpy else torch.from_numpy(arr).to(like.dtype)
-
-
 def image_groups(im_inds: torch.Tensor | None, n: int):
     """Yield (image index, instance indices) for the images that have instances."""
     if im_inds is None:
@@ -37,3 +25,9 @@ def image_groups(im_inds: torch.Tensor | None, n: int):
         return
     for b in torch.unique(im_inds).tolist():
         yield b, torch.nonzero(im_inds == b).squeeze(1)
+
+
+def from_kernel(out: np.ndarray, template: torch.Tensor, was_numpy: bool):
+    """A float64 kernel's output in the caller's kind and dtype (``template`` is the input as a tensor)."""
+    res = like_dtype(out, template)
+    return res.numpy() if was_numpy else res

@@ -1,13 +1,14 @@
-"""BlendMask's blender (METHODS 4.4) and CRMask's rank-k attentions (METHODS 3.8)."""
+"""BlendMask's blender (arXiv:2001.00309; docs/methods.md §4.2) and CRMask's rank-k attentions (docs/methods.md §3.3)."""
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
+from .._array import as_tensor, np64
 from ..codecs.svd import compose_units
 from ..ops.roi import roi_align
-from ._dispatch import as_tensor, back, image_groups, np64, use_numba
+from ._dispatch import from_kernel, image_groups, use_numba
 
 __all__ = ["blend", "unit_attentions", "unit_product"]
 
@@ -28,7 +29,7 @@ def unit_product(u, s, v, *, eps: float = 1e-6, backend: str = "auto"):
         uu, vv, ss = np64(u.reshape(-1, m, k)), np64(v.reshape(-1, m, k)), np64(s.reshape(-1, k))
         out = torch.zeros((uu.shape[0], m, m), dtype=torch.float64).numpy()
         compose_units_kernel(uu, ss, vv, float(eps), out)
-        return back(out.reshape(*lead, m, m), u, was_numpy)
+        return from_kernel(out.reshape(*lead, m, m), u, was_numpy)
     out = compose_units(u, s, v, eps=eps)
     return out.numpy() if was_numpy else out
 
@@ -89,7 +90,7 @@ def blend(bases, attentions, boxes, im_inds=None, *, resolution: int = 56, spati
             part = out[sel]
             blend_kernel(np64(bs[b]), np64(at[idx]), np64(bx[idx]), float(spatial_scale), part)
             out[sel] = part
-        return back(out, bs, was_numpy)
+        return from_kernel(out, bs, was_numpy)
     batch = im.to(bx.dtype) if im is not None else bx.new_zeros(n)
     rois = torch.cat([batch[:, None], bx], dim=1)
     pooled = roi_align(bs, rois, resolution, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio,

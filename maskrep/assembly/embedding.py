@@ -1,4 +1,4 @@
-"""EmbedMask's embedding coupling (METHODS 5.1, 5.5)."""
+"""EmbedMask's embedding coupling (arXiv:1912.01954; docs/methods.md §5.1)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from ._dispatch import as_tensor, back, image_groups, np64, use_numba
+from .._array import as_tensor, np64
+from ._dispatch import from_kernel, image_groups, use_numba
 
 __all__ = ["PRIOR_MARGIN", "embedding_coupling", "margin_bias"]
 
@@ -75,7 +76,7 @@ def embedding_coupling(pixel_embed, inst_embed, margins, im_inds=None, boxes=Non
             ib = boxes_np[sel] if boxes_np is not None else _everywhere(len(sel))
             embedding_coupling_kernel(np64(p[b]), np64(q[idx]), np64(phi[idx]), ib, float(stride), part)
             out[sel] = part
-        return back(out, p, was_numpy)
+        return from_kernel(out, p, was_numpy)
     out = p.new_zeros((n, h, w))
     for b, idx in image_groups(im, n):
         pb = p[b].reshape(d, h * w)  # (D, HW)

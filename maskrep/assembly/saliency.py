@@ -1,11 +1,12 @@
-"""CenterMask's local shape x global saliency (METHODS 6.1, 6.4)."""
+"""CenterMask's local shape x global saliency (arXiv:2004.04446; docs/methods.md §6)."""
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
-from ._dispatch import as_tensor, back, image_groups, np64, use_numba
+from .._array import as_tensor, np64
+from ._dispatch import from_kernel, image_groups, use_numba
 from .embedding import box_cells
 
 __all__ = ["shape_saliency"]
@@ -48,7 +49,7 @@ def shape_saliency(shapes, saliency, boxes, im_inds=None, *, stride: float = 4.0
             part = out[sel]
             shape_saliency_kernel(np64(sh[idx]), np64(sal[b, 0]), np64(bx[idx]), float(stride), part)
             out[sel] = part
-        return back(out, sal, was_numpy)
+        return from_kernel(out, sal, was_numpy)
     dtype = torch.promote_types(sh.dtype, torch.float32)
     bxf = bx.to(dtype)
     ys = (torch.arange(h, device=sh.device, dtype=dtype) + 0.5) * stride

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..ops._array import is_tensor
+from .._array import is_tensor
 
-__all__ = ["CODECS", "CodecModule", "MaskCodec", "get_codec", "list_codecs", "load", "register_codec"]
+__all__ = ["CODECS", "CodecModule", "MaskCodec", "get_codec", "list_codecs", "load", "read_npz", "register_codec"]
 
 #: name -> codec class. Filled explicitly in ``maskrep/codecs/__init__.py``.
 CODECS: dict[str, type] = {}
@@ -46,18 +46,56 @@ def get_codec(name: str, **params) -> MaskCodec:
 
 
 def load(path: str | os.PathLike) -> MaskCodec:
-    """Load any codec saved with ``codec.save(path)``."""
-    with np.load(path, allow_pickle=False) as f:
-        if "maskrep_codec" not in f:
-            raise ValueError(
-                f"{os.fspath(path)} holds no maskrep codec header; for an AdelaiDet matrix use "
-                "maskrep.codecs.PCACodec.load_adelaidet"
-            )
-        header = json.loads(str(f["maskrep_codec"]))
-        arrays = {k: f[k] for k in f.files if k != "maskrep_codec"}
-    codec = get_codec(header["name"], **header["params"])
-    codec.load_state_dict(arrays)
+    """Load a codec saved with ``codec.save(path)``, or an AdelaiDet PCA matrix file (MEInst's
+    four arrays, no maskrep header: see :meth:`maskrep.codecs.PCACodec.load_adelaidet`).
+
+    Raises ValueError naming the file and what is wrong with it: not an ``.npz``, a header that is
+    not a codec description, missing or non-finite arrays.
+    """
+    path = os.fspath(path)
+    header, arrays = read_npz(path)
+    if header is None:
+        if {"components_c", "mean_c", "explained_variance_c"} <= set(arrays):
+            from .pca import PCACodec
+
+            return PCACodec.load_adelaidet(path)
+        raise ValueError(f"{path}: neither a maskrep codec (no 'maskrep_codec' header) nor an AdelaiDet PCA "
+                         f"file (arrays {sorted(arrays)})")
+    try:
+        name, params = header["name"], dict(header["params"])
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: the maskrep_codec header must hold 'name' and 'params', got {header!r}") from None
+    try:
+        codec = get_codec(name, **params)
+        codec.load_state_dict(arrays)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
     return codec
+
+
+def read_npz(path: str) -> tuple[dict | None, dict[str, np.ndarray]]:
+    """(maskrep header or None, the other arrays) of an ``.npz``, every array checked finite."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise ValueError("it holds a single array, not named arrays")
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"codec file not found: {path}") from None
+    except (ValueError, OSError, EOFError) as e:  # not a zip, truncated, or object arrays
+        raise ValueError(f"{path}: not a codec file (an .npz of plain arrays): {str(e).split('.')[0]}") from None
+    header = None
+    if "maskrep_codec" in arrays:
+        try:
+            header = json.loads(str(arrays.pop("maskrep_codec")))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: the maskrep_codec header is not JSON ({e})") from None
+    for key, value in arrays.items():
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: array {key!r} has dtype {value.dtype}, expected numbers")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError(f"{path}: array {key!r} holds {int((~np.isfinite(value)).sum())} non-finite values")
+    return header, arrays
 
 
 class CodecModule(nn.Module):
@@ -75,6 +113,11 @@ class CodecModule(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return self.activate(self.decode_logits(codes))
+
+    def paste_maps(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N, S, S) the maps a detector pastes into the image and thresholds at 0.5:
+        the probabilities, unless the method pastes other values (CRMask 'reg')."""
+        return self(codes)
 
 
 class MaskCodec:
@@ -142,17 +185,25 @@ class MaskCodec:
         """(N, D) codes -> (N, S, S) float32 probabilities in [0, 1], the same kind as ``codes``."""
         return self._run(codes, "decode")
 
+    def paste_maps(self, codes):
+        """(N, D) codes -> (N, S, S) float32 maps to paste and threshold at 0.5 (see
+        :meth:`CodecModule.paste_maps`), the same kind as ``codes``."""
+        return self._run(codes, "paste")
+
     def _run(self, x, what: str):
         module = self.module()
         if what == "encode":
             self._check_masks(x)
         t = x if is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))
-        if what == "decode" and (t.ndim != 2 or t.shape[1] != self.code_length):
+        if what != "encode" and (t.ndim != 2 or t.shape[1] != self.code_length):
             raise ValueError(f"codes must be (N, {self.code_length}), got shape {tuple(t.shape)}")
         module = module.to(t.device)  # the input's device (the CPU for numpy); a no-op when already there
         self._module = module
         with torch.no_grad():
-            out = module.encode(t) if what == "encode" else module(t.float())
+            if what == "encode":
+                out = module.encode(t)
+            else:
+                out = module(t.float()) if what == "decode" else module.paste_maps(t.float())
         out = out.float()
         return out if is_tensor(x) else out.numpy()
 

@@ -36,6 +36,7 @@ class BitmapCodec(MaskCodec):
 
     Examples
     --------
+    >>> import numpy as np
     >>> BitmapCodec(mask_size=28, resolution=14).encode(np.zeros((2, 28, 28), bool)).shape
     (2, 196)
     """

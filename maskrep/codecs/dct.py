@@ -62,6 +62,7 @@ class DCTCodec(MaskCodec):
 
     Examples
     --------
+    >>> import numpy as np
     >>> DCTCodec(mask_size=16, dim=20).encode(np.ones((3, 16, 16), bool)).shape
     (3, 20)
     """

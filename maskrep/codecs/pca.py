@@ -8,12 +8,15 @@ u = logit(1 - eps) on the object and logit(eps) off it.
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 
-from .base import CodecModule, MaskCodec
+from .base import CodecModule, MaskCodec, read_npz
 
 __all__ = ["MEAN_JITTER_LOGIT", "PCACodec", "PCAModule", "jitter_logits"]
 
@@ -56,8 +59,12 @@ class PCAModule(CodecModule):
         u = masks.reshape(masks.shape[0], self.mask_size * self.mask_size).to(self.mean.dtype)  # (N, S*S)
         return (2 * u - 1) * MEAN_JITTER_LOGIT if self.sigmoid else u
 
+    def project(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(N, S*S) fitting-space vectors -> (N, K) codes."""
+        return (vectors - self.mean) @ self.components.T / self.scale  # (N, K)
+
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
-        return (self.targets(masks) - self.mean) @ self.components.T / self.scale  # (N, K)
+        return self.project(self.targets(masks))
 
     def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
         u = (codes * self.scale) @ self.components + self.mean  # (N, S*S)
@@ -80,10 +87,11 @@ class PCACodec(MaskCodec):
         Divide codes by sqrt(explained variance), so each has unit variance.
     sigmoid : bool
         Fit and decode in logit space (MEInst default) instead of on the 0/1 mask.
-    jitter : bool
-        Draw MEInst's random eps for each element while fitting (``sigmoid`` only).
-    seed : int
-        Seed of the jitter generator: the same masks give the same matrix.
+    jitter : bool or None
+        Draw MEInst's random eps for each element while fitting (``sigmoid`` only). None: unknown
+        (a matrix fitted elsewhere, e.g. AdelaiDet's); such a codec cannot be refitted.
+    seed : int or None
+        Seed of the jitter generator: the same masks give the same matrix (None: unknown).
 
     Notes
     -----
@@ -99,6 +107,7 @@ class PCACodec(MaskCodec):
 
     Examples
     --------
+    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> masks = rng.random((200, 8, 8)) < 0.5
     >>> codec = PCACodec(mask_size=8, dim=10).fit(masks)
@@ -110,13 +119,15 @@ class PCACodec(MaskCodec):
     needs_fit = True
 
     def __init__(self, *, mask_size: int = 28, dim: int = 60, whiten: bool = True, sigmoid: bool = True,
-                 jitter: bool = True, seed: int = 0):
+                 jitter: bool | None = True, seed: int | None = 0):
         if not 1 <= dim <= mask_size * mask_size:
             raise ValueError(f"dim must be in [1, {mask_size * mask_size}], got {dim}")
+        jitter = None if jitter is None else bool(jitter)
+        seed = None if seed is None else int(seed)
         super().__init__(mask_size=mask_size, dim=int(dim), whiten=bool(whiten), sigmoid=bool(sigmoid),
-                         jitter=bool(jitter), seed=int(seed))
+                         jitter=jitter, seed=seed)
         self.dim, self.whiten, self.sigmoid = int(dim), bool(whiten), bool(sigmoid)
-        self.jitter, self.seed = bool(jitter), int(seed)
+        self.jitter, self.seed = jitter, seed
 
     @property
     def code_length(self) -> int:
@@ -131,6 +142,9 @@ class PCACodec(MaskCodec):
         return np.where(flat, np.float32(MEAN_JITTER_LOGIT), np.float32(-MEAN_JITTER_LOGIT))
 
     def _fit(self, chunks: Iterable[np.ndarray], progress: Callable | None) -> dict[str, np.ndarray]:
+        if self.jitter is None or self.seed is None:
+            raise ValueError("this PCA codec's fitting settings are unknown (jitter/seed None, a matrix fitted "
+                             "elsewhere); build PCACodec(jitter=..., seed=...) to fit one")
         rng = np.random.default_rng(self.seed)
         d = self.mask_size * self.mask_size
         total = np.zeros(d, dtype=np.float64)
@@ -184,32 +198,72 @@ class PCACodec(MaskCodec):
         if "components_c" in state:
             state = {"components": state["components_c"][0], "mean": state["mean_c"][0],
                      "ratio": state["ratio_c"][0], "explained_variance": state["explained_variance_c"][0]}
-        k, d = state["components"].shape
-        if (k, d) != (self.dim, self.mask_size ** 2):
-            raise ValueError(f"components have shape {(k, d)}, expected {(self.dim, self.mask_size ** 2)}")
+        k, d = self.dim, self.mask_size ** 2
+        for key, shape in (("components", (k, d)), ("mean", (d,)), ("explained_variance", (k,)), ("ratio", (k,))):
+            if key not in state:
+                raise ValueError(f"the PCA state has no {key!r} array")
+            if np.shape(state[key]) != shape:
+                raise ValueError(f"{key} has shape {np.shape(state[key])}, expected {shape}")
+        if not (np.asarray(state["explained_variance"]) > 0).all():
+            raise ValueError("explained_variance must be positive (it whitens the codes)")
         super().load_state_dict({key: np.asarray(v, dtype=np.float32) for key, v in state.items()})
+
+    def encode_jittered(self, masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(N, S, S) bool -> (N, K) codes of freshly jittered logits, as MEInst's own evaluation
+        (and its training targets) encode them; :meth:`encode` uses the mean jittered logit instead."""
+        if not self.sigmoid:
+            raise ValueError("the jitter is part of the sigmoid target; this codec has sigmoid=False")
+        self._check_masks(masks)
+        u = torch.from_numpy(jitter_logits(np.asarray(masks).reshape(len(masks), -1), rng))  # (N, S*S)
+        module = self.module().to("cpu")
+        with torch.no_grad():
+            return (module.project(u)).numpy()
 
     def save_adelaidet(self, path: str) -> None:
         """Write AdelaiDet's four-array ``.npz`` (no maskrep header), as ``np.savez`` does there."""
         np.savez(path, **self._arrays_for_file())
 
     @classmethod
-    def load_adelaidet(cls, path: str, *, whiten: bool = True, sigmoid: bool = True) -> PCACodec:
-        """Read an AdelaiDet matrix file; S and K come from its shapes, the flags from the caller.
+    def load_adelaidet(cls, path: str | os.PathLike, *, whiten: bool | None = None,
+                       sigmoid: bool | None = None) -> PCACodec:
+        """Read an AdelaiDet matrix file (MEInst's ``components_c``, ``mean_c``,
+        ``explained_variance_c`` and ``ratio_c``, no maskrep header).
 
-        (AdelaiDet's files store no flags: its file name says them, and whitening is applied by
-        the model, not baked into the arrays.)
+        S and K come from the arrays' shapes. The file stores no flags: AdelaiDet's file name says
+        them (``..._whitenTrue_sigmoidTrue_60.npz``), and whitening is applied by the model, not
+        baked into the arrays. ``whiten`` / ``sigmoid`` given here win; otherwise they are read
+        from the name; a flag the name does not state takes MEInst's default (True) with a
+        warning. The loaded codec records ``jitter=None, seed=None``: how the matrix was fitted
+        is unknown (AdelaiDet used scikit-learn's IncrementalPCA on jittered logits).
         """
-        with np.load(path) as f:
-            missing = {"components_c", "mean_c", "explained_variance_c"} - set(f.files)
-            if missing:
-                raise ValueError(f"{path}: not an AdelaiDet PCA file, missing {sorted(missing)}")
-            arrays = {k: f[k] for k in f.files}
-        _, k, d = arrays["components_c"].shape
+        path = os.fspath(path)
+        _, arrays = read_npz(path)
+        missing = {"components_c", "mean_c", "explained_variance_c"} - set(arrays)
+        if missing:
+            raise ValueError(f"{path}: not an AdelaiDet PCA file, missing {sorted(missing)}")
+        shape = arrays["components_c"].shape
+        if len(shape) != 3 or shape[0] != 1:
+            raise ValueError(f"{path}: components_c must be (1, K, S*S), got {shape}")
+        _, k, d = shape
         side = round(d ** 0.5)
         if side * side != d:
             raise ValueError(f"{path}: components have {d} columns, not a square mask")
+        name = os.path.basename(path)
+        flags = {}
+        for flag, given in (("whiten", whiten), ("sigmoid", sigmoid)):
+            stated = re.search(rf"{flag}(True|False)", name)
+            if given is not None:
+                flags[flag] = bool(given)
+            elif stated:
+                flags[flag] = stated.group(1) == "True"
+            else:
+                flags[flag] = True
+                warnings.warn(f"{path}: the file name does not state {flag}True/False; using MEInst's default "
+                              f"{flag}=True (pass {flag}= to say otherwise)", stacklevel=2)
         arrays.setdefault("ratio_c", np.zeros((1, k), np.float32))
-        codec = cls(mask_size=side, dim=k, whiten=whiten, sigmoid=sigmoid)
-        codec.load_state_dict(arrays)
+        codec = cls(mask_size=side, dim=k, jitter=None, seed=None, **flags)
+        try:
+            codec.load_state_dict(arrays)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         return codec

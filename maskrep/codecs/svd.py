@@ -3,7 +3,8 @@
 The non-parametric decoder unit-normalises the columns of U and V and forms U diag(s) V^T; the
 'cls' mode reads that as logits (sigmoid), the 'reg' mode as mask values. A code is the flat
 concatenation [U row-major over (S, k), s, V row-major over (S, k)], k (2 S + 1) numbers (87 for
-S = 14, k = 3); with ``num_groups = G`` (CRMask inside BlendMask) G such triples follow each other.
+S = 14, k = 3). CRMask's rank-k attentions inside BlendMask (one triple per basis, CRMask's
+348-channel layout) are :func:`maskrep.assembly.unit_attentions`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ from .base import CodecModule, MaskCodec
 __all__ = ["SVDCodec", "SVDModule", "compose_units", "split_units"]
 
 
-def split_units(codes: torch.Tensor, mask_size: int, rank: int, num_groups: int = 1):
-    """(N, G * k (2S + 1)) -> U (N, G, S, k), s (N, G, k), V (N, G, S, k)."""
+def split_units(codes: torch.Tensor, mask_size: int, rank: int):
+    """(N, k (2S + 1)) -> U (N, S, k), s (N, k), V (N, S, k)."""
     n = codes.shape[0]
-    per = rank * (2 * mask_size + 1)
-    c = codes.reshape(n, num_groups, per)  # (N, G, k (2S + 1))
     sk = mask_size * rank
-    u = c[..., :sk].reshape(n, num_groups, mask_size, rank)  # (N, G, S, k)
-    s = c[..., sk : sk + rank]  # (N, G, k)
-    v = c[..., sk + rank :].reshape(n, num_groups, mask_size, rank)  # (N, G, S, k)
+    u = codes[:, :sk].reshape(n, mask_size, rank)  # (N, S, k)
+    s = codes[:, sk : sk + rank]  # (N, k)
+    v = codes[:, sk + rank :].reshape(n, mask_size, rank)  # (N, S, k)
     return u, s, v
 
 
@@ -45,14 +44,21 @@ def compose_units(u: torch.Tensor, s: torch.Tensor, v: torch.Tensor, *, eps: flo
 
 
 class SVDModule(CodecModule):
-    """Torch form of :class:`SVDCodec` (no fitted arrays). ``s_activation`` maps raw head outputs
-    to singular values: "none" (codes hold s), "exp" (CRMask 'cls' head), "square" ('reg' head)."""
+    """Torch form of :class:`SVDCodec` (no fitted arrays).
 
-    def __init__(self, *, mask_size: int, rank: int, mode: str, logit_scale: float, num_groups: int = 1,
-                 s_activation: str = "none"):
+    ``s_activation`` maps the s part of a code to singular values: "none" (the codec's own codes
+    hold s), "exp" (CRMask's 'cls' head predicts log s) or "relu_square" (its 'reg' head predicts
+    sqrt(s) through a ReLU: s = relu(x)^2).
+    """
+
+    S_ACTIVATIONS = ("none", "exp", "relu_square")
+
+    def __init__(self, *, mask_size: int, rank: int, mode: str, logit_scale: float, s_activation: str = "none"):
         super().__init__()
+        if s_activation not in self.S_ACTIVATIONS:
+            raise ValueError(f"s_activation must be one of {self.S_ACTIVATIONS}, got {s_activation!r}")
         self.mask_size, self.rank, self.mode = mask_size, rank, mode
-        self.logit_scale, self.num_groups, self.s_activation = logit_scale, num_groups, s_activation
+        self.logit_scale, self.s_activation = logit_scale, s_activation
 
     def encode(self, masks: torch.Tensor) -> torch.Tensor:
         m = masks.to(torch.float64)
@@ -72,24 +78,24 @@ class SVDModule(CodecModule):
         code = torch.cat([u.reshape(n, sk), s, v.reshape(n, sk)], 1)  # (N, k (2S + 1))
         return code.to(torch.float32)
 
-    def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
-        u, s, v = split_units(codes, self.mask_size, self.rank, self.num_groups)
+    def singular_values(self, s: torch.Tensor) -> torch.Tensor:
         if self.s_activation == "exp":
-            s = torch.exp(s)
-        elif self.s_activation == "square":
-            s = s * s
-        out = compose_units(u, s, v)  # (N, G, S, S)
-        return out[:, 0] if self.num_groups == 1 else out
+            return torch.exp(s)
+        if self.s_activation == "relu_square":
+            return torch.relu(s) ** 2
+        return s
+
+    def decode_logits(self, codes: torch.Tensor) -> torch.Tensor:
+        u, s, v = split_units(codes, self.mask_size, self.rank)
+        return compose_units(u, self.singular_values(s), v)  # (N, S, S)
 
     def activate(self, values: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(values) if self.mode == "cls" else values.clamp(0.0, 1.0)
 
-    def attention(self, codes: torch.Tensor) -> torch.Tensor:
-        """CRMask-in-BlendMask: (N, G k (2S + 1)) -> (N, G, S, S) rank-k attention logits."""
-        u, s, v = split_units(codes, self.mask_size, self.rank, self.num_groups)
-        if self.s_activation == "exp":
-            s = torch.exp(s)
-        return compose_units(u, s, v)
+    def paste_maps(self, codes: torch.Tensor) -> torch.Tensor:
+        """'reg' pastes the unclamped values (CRMask pastes values outside [0, 1]); 'cls' the
+        probabilities."""
+        return self.decode_logits(codes) if self.mode == "reg" else self(codes)
 
 
 class SVDCodec(MaskCodec):
@@ -103,8 +109,9 @@ class SVDCodec(MaskCodec):
         k (CRMask: 3).
     mode : {"cls", "reg"}
         "cls": the units factor ``logit_scale * (2 m - 1)`` and decode through a sigmoid (the
-        decision boundary is U diag(s) V^T = 0); "reg": they factor the 0/1 mask and decode to
-        values clamped to [0, 1].
+        decision boundary is U diag(s) V^T = 0); "reg": they factor the 0/1 mask; ``decode``
+        clamps the values to [0, 1], and pasting (``paste_maps``) uses them unclamped, as
+        CRMask does.
     logit_scale : float
         Magnitude of the 'cls' target logits.
 
@@ -116,6 +123,7 @@ class SVDCodec(MaskCodec):
 
     Examples
     --------
+    >>> import numpy as np
     >>> codec = SVDCodec()
     >>> codec.code_length
     87

@@ -53,7 +53,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, cin, width, stride, norm):
+    def __init__(self, cin, width, stride, norm, stride_in_1x1=False):
         super().__init__()
         cout = width * self.expansion
         self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
@@ -74,12 +74,14 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin, width, stride, norm):
+    def __init__(self, cin, width, stride, norm, stride_in_1x1=False):
         super().__init__()
         cout = width * self.expansion
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
+        # stride on the 3x3 (torchvision), or on the first 1x1 (MSRA weights, detectron2's default)
+        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = nn.Conv2d(cin, width, 1, s1, bias=False)
         self.bn1 = make_norm(norm, width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)  # stride on the 3x3 (torchvision)
+        self.conv2 = nn.Conv2d(width, width, 3, s3, 1, bias=False)
         self.bn2 = make_norm(norm, width)
         self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
         self.bn3 = make_norm(norm, cout)
@@ -109,9 +111,12 @@ class ResNet(nn.Module):
     freeze_at : 0 trains everything; 1 freezes the stem; k >= 2 also freezes layer1..layer(k-1)
         (detectron2's FREEZE_AT).
     width : channels of layer1 (64 in the papers; smaller for quick experiments).
+    stride_in_1x1 : put a bottleneck's stride on its first 1x1 conv, as the MSRA weights (and so
+        detectron2 / AdelaiDet checkpoints) expect; torchvision's weights want it on the 3x3.
     """
 
-    def __init__(self, depth: int = 50, *, norm: str = "FrozenBN", freeze_at: int = 2, width: int = 64):
+    def __init__(self, depth: int = 50, *, norm: str = "FrozenBN", freeze_at: int = 2, width: int = 64,
+                 stride_in_1x1: bool = False):
         super().__init__()
         if depth not in _SPECS:
             raise ValueError(f"depth must be one of {sorted(_SPECS)}, got {depth}")
@@ -125,7 +130,7 @@ class ResNet(nn.Module):
             w = width * 2**i
             blocks = []
             for j in range(n):
-                blocks.append(block(cin, w, 2 if (j == 0 and i > 0) else 1, norm))
+                blocks.append(block(cin, w, 2 if (j == 0 and i > 0) else 1, norm, stride_in_1x1))
                 cin = w * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             self.out_channels.append(cin)

@@ -1,11 +1,11 @@
-"""Detection losses with AdelaiDet's arithmetic (METHODS 1.3, 8.7). All return sums; the caller normalises."""
+"""Detection losses with AdelaiDet's arithmetic (docs/methods.md §1.3). All return sums; the caller normalises."""
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
-__all__ = ["centerness_target", "giou_loss_ltrb", "sigmoid_focal_loss"]
+__all__ = ["centerness_target", "giou_loss_ltrb", "iou_giou_ltrb", "sigmoid_focal_loss"]
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0):
@@ -19,11 +19,9 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return loss.sum()
 
 
-def giou_loss_ltrb(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None):
-    """Sum of (1 - GIoU) between (P, 4) ltrb distances, with IoU = (I + 1)/(U + 1) (AdelaiDet).
-
-    ``weight``: (P,) per-sample weights (centerness targets), or None.
-    """
+def iou_giou_ltrb(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """IoU and GIoU, each (P,), between (P, 4) ltrb distances from the same points, with AdelaiDet's
+    smoothed IoU = (I + 1)/(U + 1) (in the units of the distances)."""
     pl, pt, pr, pb = pred.unbind(1)
     tl, tt, tr, tb = target.unbind(1)
     area_p = (pl + pr) * (pt + pb)
@@ -32,8 +30,15 @@ def giou_loss_ltrb(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tenso
     union = area_p + area_t - inter
     enclose = (torch.max(pl, tl) + torch.max(pr, tr)) * (torch.max(pt, tt) + torch.max(pb, tb)) + 1e-7
     iou = (inter + 1.0) / (union + 1.0)
-    giou = iou - (enclose - union) / enclose
-    loss = 1 - giou
+    return iou, iou - (enclose - union) / enclose
+
+
+def giou_loss_ltrb(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None):
+    """Sum of (1 - GIoU) between (P, 4) ltrb distances, with IoU = (I + 1)/(U + 1) (AdelaiDet).
+
+    ``weight``: (P,) per-sample weights (centerness targets), or None.
+    """
+    loss = 1 - iou_giou_ltrb(pred, target)[1]
     if weight is not None:
         loss = loss * weight
     return loss.sum()

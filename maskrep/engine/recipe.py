@@ -21,31 +21,54 @@ import torch
 
 from ..data.detection import DetectionDataset, TrainingBatches, make_loader
 from ..detection import build_fcos
+from ..detection.detector import PIXEL_MEAN, PIXEL_STD
 from .distributed import get_rank, get_world_size, init_from_env, is_main
 from .evaluation import evaluate_detector
 from .trainer import Trainer, load_checkpoint, warmup_step_lr
 
-__all__ = ["apply_overrides", "base_config", "evaluate", "load_config", "train"]
+__all__ = ["apply_overrides", "base_config", "coco_split", "data_paths", "evaluate", "load_config", "resolve_path", "train"]
 
-COCO_MINI = "../shared/data/coco-mini"
+#: Data sets are found under the folder this environment variable names (detectron2's
+#: DETECTRON2_DATASETS convention): ``${MASKREP_DATASETS}/coco/...``, ``${MASKREP_DATASETS}/coco-mini/...``.
+DATASETS_VAR = "MASKREP_DATASETS"
+
+
+def coco_split(name: str, split: str) -> tuple[str, str]:
+    """(annotations, image folder) of a COCO-layout data set under ``$MASKREP_DATASETS``, left
+    unexpanded until the data are built: ``coco_split("coco", "val2017")``."""
+    root = f"${{{DATASETS_VAR}}}/{name}"
+    return f"{root}/annotations/instances_{split}.json", f"{root}/{split}"
+
+
+def resolve_path(path: str, key: str) -> str:
+    """Expand environment variables in a config path; name the key and the variable when one is unset."""
+    expanded = os.path.expandvars(os.fspath(path))
+    if "$" in expanded:
+        var = expanded[expanded.index("$"):].split("/")[0]
+        raise ValueError(f"{key} = {path!r} needs {var}, which is not set: set {DATASETS_VAR} to the folder that "
+                         f"holds the data sets, or pass --data ANNOTATIONS IMAGE_DIR")
+    return expanded
 
 
 def base_config() -> dict:
-    """FCOS R-50 1x on COCO with AdelaiDet's defaults (METHODS 1.5)."""
+    """FCOS R-50 1x on COCO with AdelaiDet's defaults (docs/methods.md §1), COCO 2017 under
+    ``$MASKREP_DATASETS/coco``."""
     return {
         "data": {
-            "train": (f"{COCO_MINI}/annotations/instances_train2017.json", f"{COCO_MINI}/train2017"),
-            "val": (f"{COCO_MINI}/annotations/instances_val2017.json", f"{COCO_MINI}/val2017"),
+            "train": coco_split("coco", "train2017"),
+            "val": coco_split("coco", "val2017"),
             "min_size_train": (800,), "max_size_train": 1333, "flip_prob": 0.5,
             "min_size_test": 800, "max_size_test": 1333,
             "num_images": None, "with_masks": False, "num_workers": 2,
         },
         "model": {
             "depth": 50, "norm": "FrozenBN", "freeze_at": 2, "width": 64, "fpn_channels": 256, "fpn_norm": None,
-            "use_p2": False, "backbone_weights": None,
+            "use_p2": False, "backbone_weights": None, "stride_in_1x1": False, "input_format": "RGB",
+            "pixel_mean": PIXEL_MEAN, "pixel_std": PIXEL_STD,
             "fcos": {"sizes_of_interest": (64, 128, 256, 512), "center_sample": True, "pos_radius": 1.5,
                      "num_convs": 4, "norm": "GN", "use_scale": True, "thresh_with_ctr": False,
-                     "score_thresh": 0.05, "pre_nms_topk": 1000, "nms_thresh": 0.6, "post_nms_topk": 100},
+                     "score_thresh": 0.05, "pre_nms_topk": 1000, "nms_thresh": 0.6, "post_nms_topk": 100,
+                     "box_quality": "ctrness", "loss_normalizer_cls": "fg"},
         },
         "solver": {
             "batch_size": 16, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "weight_decay_norm": 0.0,
@@ -100,15 +123,24 @@ def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
     m = cfg["model"]
     return build_fcos(num_classes, depth=m["depth"], norm=m["norm"], freeze_at=m["freeze_at"], width=m["width"],
                       fpn_channels=m["fpn_channels"], fpn_norm=m["fpn_norm"], use_p2=m["use_p2"],
-                      backbone_weights=m["backbone_weights"], fcos=m["fcos"])
+                      backbone_weights=m["backbone_weights"], fcos=m["fcos"], stride_in_1x1=m["stride_in_1x1"],
+                      input_format=m["input_format"], pixel_mean=m["pixel_mean"], pixel_std=m["pixel_std"])
+
+
+def data_paths(cfg: dict, split: str) -> tuple[str, str]:
+    """The config's (annotations, image folder) of ``split`` ("train" or "val"), variables expanded."""
+    pair = cfg["data"][split]
+    if not pair or len(pair) != 2:
+        raise ValueError(f"data.{split} must be (annotations JSON, image folder), got {pair!r}")
+    return tuple(resolve_path(p, f"data.{split}") for p in pair)
 
 
 def build_datasets(cfg: dict) -> tuple[DetectionDataset, DetectionDataset]:
     d = cfg["data"]
-    train = DetectionDataset(*d["train"], min_size=d["min_size_train"], max_size=d["max_size_train"],
+    train = DetectionDataset(*data_paths(cfg, "train"), min_size=d["min_size_train"], max_size=d["max_size_train"],
                              flip_prob=d["flip_prob"], with_masks=d["with_masks"], filter_empty=True,
                              num_images=d["num_images"])
-    val = DetectionDataset(*d["val"], min_size=d["min_size_test"], max_size=d["max_size_test"],
+    val = DetectionDataset(*data_paths(cfg, "val"), min_size=d["min_size_test"], max_size=d["max_size_test"],
                            with_masks=False, num_images=d["num_images"])
     return train, val
 

@@ -74,8 +74,13 @@ def _parse_value(text: str):
 
 
 def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance], *, full_image: bool = True,
-                            chunk: int = 2048, progress: bool = True) -> dict:
+                            chunk: int = 2048, progress: bool = True, meinst_jitter_seed: int | None = None) -> dict:
     """Round-trip every instance's crop through ``codec`` and measure what survives.
+
+    ``meinst_jitter_seed``: reproduce MEInst's own evaluation (``mask_evaluation.py``): encode
+    freshly jittered logit targets, drawn from this seed, instead of the deterministic mean logit
+    (PCA codecs with ``sigmoid=True`` only). MEInst prints the pooled two-class mIoU; its script
+    draws an unseeded jitter, so its numbers vary from run to run by about as much as seeds do here.
 
     Returns
     -------
@@ -88,6 +93,11 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
     from tqdm import tqdm
 
     s = codec.mask_size
+    rng = None
+    if meinst_jitter_seed is not None:
+        if not hasattr(codec, "encode_jittered"):
+            raise ValueError(f"MEInst's jittered evaluation applies to the pca codec, not {codec.name!r}")
+        rng = np.random.default_rng(meinst_jitter_seed)
     crop_ious, full_ious = [], []
     tp = fp = fn = tn = 0
     t_enc = t_dec = 0.0
@@ -96,10 +106,11 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             batch = instances[start : start + chunk]
             crops = crop_instances(batch, s)  # (n, S, S)
             t0 = time.perf_counter()
-            codes = codec.encode(crops)
+            codes = codec.encode(crops) if rng is None else codec.encode_jittered(crops, rng)
             t1 = time.perf_counter()
             probs = codec.decode(codes)  # (n, S, S)
             t2 = time.perf_counter()
+            maps = codec.paste_maps(codes) if full_image else None
             t_enc += t1 - t0
             t_dec += t2 - t1
             pred = probs >= 0.5
@@ -111,7 +122,7 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             fn += int((area_gt - inter).sum())
             tn += int(pred.size - union.sum())
             if full_image:
-                for inst, p in zip(batch, probs):
+                for inst, p in zip(batch, maps):
                     pasted = paste_masks(p[None], inst.box[None], (inst.height, inst.width))
                     full_ious.append(mask_iou(pasted, inst.mask()[None])[0])
             bar.update(len(batch))
@@ -130,6 +141,8 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
         "encode_per_s": n / t_enc if t_enc > 0 else float("inf"),
         "decode_per_s": n / t_dec if t_dec > 0 else float("inf"),
     }
+    if meinst_jitter_seed is not None:
+        out["meinst_jitter_seed"] = meinst_jitter_seed
     if full_image:
         out.update(_summary("full_iou", np.asarray(full_ious)))
     return out

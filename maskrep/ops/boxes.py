@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._array import is_tensor
+from .._array import is_tensor
 
 __all__ = ["box_area", "box_iou", "box_xywh_to_xyxy", "box_xyxy_to_xywh", "generalized_box_iou"]
 

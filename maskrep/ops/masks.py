@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _config
+from .._array import is_tensor, like, to_numpy
 from .._kernels import choose_backend, device_of
-from ._array import is_tensor, like, to_numpy
 from .polygons import as_polygon, check_rule, fill_polygon
 
 __all__ = [
@@ -144,6 +144,7 @@ def rasterize_in_boxes(polygons: Sequence[Sequence], boxes, size: int, *, rule: 
 
     Examples
     --------
+    >>> import numpy as np
     >>> square = [[2.0, 2.0, 6.0, 2.0, 6.0, 6.0, 2.0, 6.0]]
     >>> rasterize_in_boxes([square], np.array([[0.0, 0.0, 8.0, 8.0]]), 4).astype(int)[0]
     array([[0, 0, 0, 0],

@@ -1,4 +1,4 @@
-"""Non-maximum suppression in plain torch, vectorised and exactly greedy (METHODS 8.6).
+"""Non-maximum suppression in plain torch, vectorised and exactly greedy (docs/methods.md §8.6).
 
 Greedy NMS: visit boxes by descending score, keep a box unless a kept, higher-scored box overlaps
 it with IoU strictly greater than the threshold. Here that is the fixed point of

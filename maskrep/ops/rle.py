@@ -80,9 +80,10 @@ def mask_to_rle(masks: np.ndarray) -> list[dict]:
 
     Examples
     --------
+    >>> import numpy as np
     >>> m = np.zeros((3, 4), bool); m[1, 1:3] = True
-    >>> mask_to_rle(m)
-    {'size': [3, 4], 'counts': '41100;'}
+    >>> mask_to_rle(m)  # runs (column-major, zeros first): 4, 1, 2, 1, 4
+    {'size': [3, 4], 'counts': '41202'}
     """
     masks = np.asarray(masks)
     if masks.dtype != bool:

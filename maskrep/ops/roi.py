@@ -1,9 +1,9 @@
 """RoIAlign in plain torch, by ``grid_sample`` (no compiled ops).
 
-Semantics are those of the detectron2 / torchvision kernel (METHODS 8.1): sample points in
+Semantics are those of the detectron2 / torchvision kernel (docs/methods.md §8.1): sample points in
 pixel-index coordinates, samples outside [-1, H] x [-1, W] read 0, the rest are clamped into the
 map and read bilinearly, each output cell is the mean of its g_h x g_w samples. Three details make
-``grid_sample`` exact (METHODS 8.2): coordinates mapped with align_corners=False, clamping plus
+``grid_sample`` exact (docs/methods.md §8.2): coordinates mapped with align_corners=False, clamping plus
 ``padding_mode='border'``, and a validity mask taken on the raw coordinates.
 """
 
@@ -24,7 +24,7 @@ def rois_from_boxes(boxes: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _axis_samples(start, length, bins: int, grid: int):
-    """(K,) starts and lengths -> (K, bins * grid) sample coordinates (METHODS 8.1 step 4)."""
+    """(K,) starts and lengths -> (K, bins * grid) sample coordinates (docs/methods.md §8.1)."""
     step = length / bins
     b = torch.arange(bins, dtype=start.dtype, device=start.device)
     g = (torch.arange(grid, dtype=start.dtype, device=start.device) + 0.5) / grid
@@ -123,7 +123,7 @@ def roi_align(
     for i, key in enumerate(zip(gh, gw)):
         groups.setdefault(key, []).append(i)
     for (g_h, g_w), idx in groups.items():
-        if g_h <= 0 or g_w <= 0:  # empty box: no samples, zeros (METHODS 8.1 step 6)
+        if g_h <= 0 or g_w <= 0:  # empty box: no samples, zeros (docs/methods.md §8.1)
             continue
         sel = torch.as_tensor(idx, device=feat.device)
         out[sel] = _sample_group(feat, rois[sel], out_h, out_w, g_h, g_w, spatial_scale, aligned)

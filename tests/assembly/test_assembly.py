@@ -145,3 +145,34 @@ def test_numpy_in_numpy_out_and_gradient_takes_torch():
     logits = blend(x["bases"], att, BOXES, IM, resolution=9)  # auto: a gradient is wanted -> torch
     logits.sum().backward()
     assert att.grad is not None and att.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_backend_returns_the_input_kind_and_dtype(kind, dtype):
+    """The float64 kernels hand back what the torch path would: float32 in, float32 out."""
+    g = torch.Generator().manual_seed(0)
+    t = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    pixel, q, phi = torch.randn(2, 4, 6, 7, generator=g), torch.randn(3, 4, generator=g), torch.rand(3, 4, generator=g)
+    bases, att = torch.randn(2, 3, 12, 14, generator=g), torch.randn(3, 3, 4, 4, generator=g)
+    shapes, sal = torch.randn(3, 5, 5, generator=g), torch.randn(2, 1, 12, 14, generator=g)
+    u, s, v = torch.randn(3, 5, 2, generator=g), torch.rand(3, 2, generator=g), torch.randn(3, 5, 2, generator=g)
+    boxes, im = BOXES[:3].float(), IM[:3]
+
+    def cast(x):
+        x = x.to(t)
+        return x.numpy() if kind == "numpy" else x
+
+    calls = {
+        "embedding_coupling": lambda b: embedding_coupling(cast(pixel), cast(q), cast(phi), im, backend=b),
+        "blend": lambda b: blend(cast(bases), cast(att), cast(boxes), im, resolution=6, backend=b),
+        "shape_saliency": lambda b: shape_saliency(cast(shapes), cast(sal), cast(boxes), im, backend=b),
+        "unit_product": lambda b: unit_product(cast(u), cast(s), cast(v), backend=b),
+    }
+    for name, call in calls.items():
+        outs = {b: call(b) for b in ("reference", "numba")}
+        for b, out in outs.items():
+            assert (isinstance(out, np.ndarray) if kind == "numpy" else torch.is_tensor(out)), (name, b)
+            assert str(out.dtype).replace("torch.", "") == dtype, (name, b, out.dtype)
+        np.testing.assert_allclose(np.asarray(outs["numba"]), np.asarray(outs["reference"]),
+                                   atol=TOLERANCES["float32"] if dtype == "float32" else 1e-10)

@@ -94,3 +94,93 @@ def test_adelaidet_format_round_trip(tmp_path):
 def test_bad_dim():
     with pytest.raises(ValueError, match="dim must be in \\[1, 64\\], got 65"):
         PCACodec(mask_size=8, dim=65)
+
+
+def _adelaidet_file(tmp_path, name, k=6, s=8, seed=0):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(s * s, s * s)))
+    var = np.sort(rng.uniform(0.5, 4, k))[::-1].astype(np.float32)
+    path = tmp_path / name
+    np.savez(path, components_c=q[:, :k].T[None].astype(np.float32), mean_c=rng.normal(size=(1, s * s)).astype(np.float32),
+             ratio_c=(var / var.sum())[None], explained_variance_c=var[None])
+    return path
+
+
+def test_load_reads_adelaidet_files_without_claiming_fit_settings(tmp_path):
+    import warnings
+
+    from maskrep.codecs import load
+
+    path = _adelaidet_file(tmp_path, "coco_2017_train_class_agnosticTrue_whitenFalse_sigmoidTrue_6.npz")
+    codec = load(path)
+    assert isinstance(codec, PCACodec)
+    assert codec.params == {"mask_size": 8, "dim": 6, "whiten": False, "sigmoid": True, "jitter": None, "seed": None}
+    with pytest.raises(ValueError, match="fitting settings are unknown"):
+        codec.fit(_masks(50, 8))
+    # a name that states nothing: MEInst's defaults, said out loud
+    plain = _adelaidet_file(tmp_path, "matrix.npz")
+    with pytest.warns(UserWarning) as record:
+        codec = load(plain)
+    assert [str(w.message).split(": ", 1)[1] for w in record] == [
+        f"the file name does not state {f}True/False; using MEInst's default {f}=True (pass {f}= to say otherwise)"
+        for f in ("whiten", "sigmoid")]
+    assert codec.whiten and codec.sigmoid
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not PCACodec.load_adelaidet(plain, whiten=False, sigmoid=False).whiten  # the caller's word wins
+    # saved again by maskrep, the unknowns stay unknown
+    codec.save(tmp_path / "again.npz")
+    assert load(tmp_path / "again.npz").params["seed"] is None
+
+
+def test_bad_codec_files_name_the_file_and_the_problem(tmp_path):
+    from maskrep.codecs import load
+
+    text = tmp_path / "notes.npz"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match=r"notes\.npz: not a codec file \(an \.npz of plain arrays\)"):
+        load(text)
+    nan = _adelaidet_file(tmp_path, "nan_whitenTrue_sigmoidTrue.npz")
+    with np.load(nan) as f:
+        arrays = dict(f)
+    arrays["components_c"][0, 0, 0] = np.nan
+    np.savez(nan, **arrays)
+    with pytest.raises(ValueError, match=r"nan_whitenTrue_sigmoidTrue\.npz: array 'components_c' holds 1 non-finite"):
+        load(nan)
+    bad_header = tmp_path / "header.npz"
+    np.savez(bad_header, maskrep_codec=np.array("{not json"), components=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"header\.npz: the maskrep_codec header is not JSON"):
+        load(bad_header)
+    other = tmp_path / "other.npz"
+    np.savez(other, weights=np.zeros(3))
+    with pytest.raises(ValueError, match=r"other\.npz: neither a maskrep codec .* nor an AdelaiDet PCA file"):
+        load(other)
+    short = tmp_path / "short_whitenTrue_sigmoidTrue.npz"
+    np.savez(short, components_c=np.zeros((1, 3, 16), np.float32), mean_c=np.zeros((1, 9), np.float32),
+             explained_variance_c=np.ones((1, 3), np.float32))
+    with pytest.raises(ValueError, match=r"short_whitenTrue_sigmoidTrue\.npz: mean has shape \(9,\), expected \(16,\)"):
+        load(short)
+
+
+def test_meinst_jittered_evaluation(synthetic):
+    from maskrep.data import CocoInstances, crop_instances
+    from maskrep.engine import evaluate_reconstruction
+
+    insts = list(CocoInstances(synthetic["val"][0]))
+    codec = PCACodec(mask_size=14, dim=12).fit(crop_instances(list(CocoInstances(synthetic["train"][0])), 14))
+    a = evaluate_reconstruction(codec, insts, full_image=False, progress=False, meinst_jitter_seed=5)
+    b = evaluate_reconstruction(codec, insts, full_image=False, progress=False, meinst_jitter_seed=5)
+    c = evaluate_reconstruction(codec, insts, full_image=False, progress=False, meinst_jitter_seed=6)
+    plain = evaluate_reconstruction(codec, insts, full_image=False, progress=False)
+    assert a["pooled_miou"] == b["pooled_miou"] and a["meinst_jitter_seed"] == 5
+    assert a["pooled_miou"] != c["pooled_miou"] and "meinst_jitter_seed" not in plain
+    # by hand: MEInst's confusion-matrix mIoU over jittered encodings
+    crops = crop_instances(insts, 14)
+    pred = codec.decode(codec.encode_jittered(crops, np.random.default_rng(5))) >= 0.5
+    tp, fp = (pred & crops).sum(), (pred & ~crops).sum()
+    fn, tn = (~pred & crops).sum(), (~pred & ~crops).sum()
+    assert a["pooled_miou"] == pytest.approx((tp / (tp + fp + fn) + tn / (tn + fp + fn)) / 2)
+    with pytest.raises(ValueError, match="applies to the pca codec, not 'svd'"):
+        from maskrep.codecs import SVDCodec
+
+        evaluate_reconstruction(SVDCodec(), insts, meinst_jitter_seed=1)

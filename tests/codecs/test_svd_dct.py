@@ -38,18 +38,30 @@ def test_svd_code_layout_and_signs():
     assert (codec.decode(code[None])[0] >= 0.5).tolist() == m[0].tolist()
 
 
-def test_svd_groups_attention_form():
-    codec = SVDCodec(mask_size=6, rank=2)
-    module = codec.module()
-    codes = torch.randn(3, 4 * codec.code_length)  # G = 4 bases per instance
+def test_svd_head_activations_of_s():
     from maskrep.codecs.svd import SVDModule
 
-    grouped = SVDModule(mask_size=6, rank=2, mode="cls", logit_scale=4.0, num_groups=4, s_activation="exp")
-    att = grouped.attention(codes)
-    assert att.shape == (3, 4, 6, 6)
-    c = codes.reshape(3, 4, -1)[:, 1]
-    c = torch.cat([c[:, :12], torch.exp(c[:, 12:14]), c[:, 14:]], 1)
-    torch.testing.assert_close(att[:, 1], module.decode_logits(c))
+    codes = torch.randn(4, 87, generator=torch.Generator().manual_seed(0))
+    plain = SVDModule(mask_size=14, rank=3, mode="cls", logit_scale=4.0)
+    u, s, v = codes[:, :42], codes[:, 42:45], codes[:, 45:]
+    for act, values in (("exp", s.exp()), ("relu_square", s.clamp(min=0) ** 2)):  # CRMask 'cls' / 'reg' heads
+        head = SVDModule(mask_size=14, rank=3, mode="cls", logit_scale=4.0, s_activation=act)
+        torch.testing.assert_close(head.decode_logits(codes), plain.decode_logits(torch.cat([u, values, v], 1)))
+    with pytest.raises(ValueError, match="s_activation must be one of"):
+        SVDModule(mask_size=14, rank=3, mode="cls", logit_scale=4.0, s_activation="square")
+
+
+def test_svd_reg_pastes_unclamped_values():
+    m = np.zeros((1, 14, 14), bool)
+    m[0, 3:11, 2:12] = True
+    codec = SVDCodec(mode="reg", rank=1)
+    codes = codec.encode(m) * np.float32(1.5)  # scaled units: values up to 1.5
+    probs, maps = codec.decode(codes), codec.paste_maps(codes)
+    assert probs.max() == pytest.approx(1.0) and maps.max() == pytest.approx(1.5, rel=1e-5)
+    np.testing.assert_allclose(np.clip(maps, 0, 1), probs, atol=1e-6)
+    cls = SVDCodec(mode="cls")
+    c = cls.encode(m)
+    np.testing.assert_array_equal(cls.paste_maps(c), cls.decode(c))
 
 
 def test_dct_matches_scipy_and_zigzag():

@@ -121,3 +121,15 @@ def test_overrides():
         apply_overrides(base_config(), ["solver.lr_typo=1"])
     with pytest.raises(ValueError, match="must look like"):
         apply_overrides(base_config(), ["solver.lr"])
+
+
+def test_data_paths_come_from_the_config_or_the_environment(monkeypatch):
+    from maskrep.engine.recipe import data_paths
+
+    cfg = base_config()
+    monkeypatch.delenv("MASKREP_DATASETS", raising=False)
+    with pytest.raises(ValueError, match=r"data\.train = '\$\{MASKREP_DATASETS\}/coco/annotations/instances_train2017\.json' "
+                                         r"needs \$\{MASKREP_DATASETS\}, which is not set"):
+        data_paths(cfg, "train")
+    monkeypatch.setenv("MASKREP_DATASETS", "/data")
+    assert data_paths(cfg, "val") == ("/data/coco/annotations/instances_val2017.json", "/data/coco/val2017")

@@ -171,5 +171,69 @@ def test_inference_decodes_boxes_and_scores():
     assert dets["fpn_levels"].tolist() == [0, 0]
     fcos.nms_thresh = 0.3  # now the second box goes
     assert len(fcos.inference(out, _locs(fcos), [(32, 32)])[0]["boxes"]) == 1
-    fcos.post_nms_topk = 0
-    assert len(fcos.inference(out, _locs(fcos), [(32, 32)])[0]["boxes"]) == 0
+    fcos.nms_thresh = 0.6
+    fcos.post_nms_topk = 1  # the cap keeps the best
+    assert fcos.inference(out, _locs(fcos), [(32, 32)])[0]["boxes"].tolist() == [[8.0, 4.0, 24.0, 28.0]]
+    for no_cap in (0, -1):  # AdelaiDet: a cap of 0 or less keeps everything
+        fcos.post_nms_topk = no_cap
+        assert len(fcos.inference(out, _locs(fcos), [(32, 32)])[0]["boxes"]) == 2
+
+
+def test_towers_have_biases_and_scales_are_one_element():
+    fcos = FCOS(8, 3, num_convs=2, strides=(8, 16), sizes_of_interest=(64,))
+    convs = [m for m in fcos.head.cls_tower.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 2 and all(c.bias is not None for c in convs)
+    assert [tuple(s.scale.shape) for s in fcos.head.scales] == [(1,), (1,)]
+
+
+def _random_batch(seed=0):
+    torch.manual_seed(seed)
+    out = {"logits": [torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)],
+           "bbox_reg": [torch.rand(2, 4, 4, 4) * 2, torch.rand(2, 4, 2, 2) * 2],
+           "ctrness": [torch.randn(2, 1, 4, 4), torch.randn(2, 1, 2, 2)], "top_feats": []}
+    targets = [{"boxes": torch.tensor([[0.0, 0.0, 16.0, 16.0]]), "labels": torch.tensor([1])},
+               {"boxes": torch.tensor([[8.0, 8.0, 30.0, 30.0], [0.0, 0.0, 40.0, 8.0]]), "labels": torch.tensor([0, 2])}]
+    return out, targets
+
+
+def test_box_quality_iou_by_hand():
+    from maskrep.detection.losses import iou_giou_ltrb
+
+    out, targets = _random_batch()
+    ref = _fcos()
+    fcos = _fcos(box_quality="iou")
+    locs = _locs(fcos)
+    base, pos = ref.losses(out, locs, targets)
+    losses, pos_iou = fcos.losses(out, locs, targets)
+    assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_quality"}
+    assert torch.equal(pos.pos_inds, pos_iou.pos_inds) and losses["loss_fcos_cls"] == base["loss_fcos_cls"]
+    p = pos.pos_inds
+    reg_pred = FCOS._level_first(out["bbox_reg"], 4)[p]
+    ctr_pred = FCOS._level_first(out["ctrness"], 1)[p, 0]
+    n = len(p)
+    iou, giou = iou_giou_ltrb(reg_pred, pos.reg_targets)
+    assert losses["loss_fcos_loc"].item() == pytest.approx((1 - giou).sum().item() / n, rel=1e-6)
+    assert losses["loss_fcos_quality"].item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(ctr_pred, iou, reduction="sum").item() / n, rel=1e-6)
+    with pytest.raises(ValueError, match="box_quality must be 'ctrness' or 'iou', got 'centerness'"):
+        _fcos(box_quality="centerness")
+
+
+def test_class_loss_normalisers():
+    out, targets = _random_batch()
+    fg = _fcos()
+    locs = _locs(fg)
+    base, pos = fg.losses(out, locs, targets)
+    focal_sum = base["loss_fcos_cls"].item() * len(pos.pos_inds)
+    every = _fcos(loss_normalizer_cls="all").losses(out, locs, targets)[0]["loss_fcos_cls"].item()
+    assert every == pytest.approx(focal_sum / (2 * (16 + 4)), rel=1e-6)  # all locations of both images
+    moving = _fcos(loss_normalizer_cls="moving_fg")
+    n = len(pos.pos_inds)
+    expected = 100.0
+    for _ in range(3):  # the moving average starts at 100 and moves 10% towards the positives per step
+        expected = 0.9 * expected + 0.1 * n
+        assert moving.losses(out, locs, targets)[0]["loss_fcos_cls"].item() == pytest.approx(focal_sum / expected, rel=1e-6)
+    assert moving.state_dict()["moving_num_fg"].item() == pytest.approx(expected)  # checkpoints keep it
+    moving.eval()
+    moving.losses(out, locs, targets)  # evaluation does not move it
+    assert moving.moving_num_fg.item() == pytest.approx(expected)
