@@ -37,6 +37,6 @@ def test_crop_iou_reaches_reference(key, coco_train, coco_val):
     assert result["crop_iou"] >= REFERENCE[key] - MARGIN
     assert 0.5 < result["pooled_miou"] <= 1.0
     if name == "pca":
-        # what the detector pays: the pasted mask at image resolution, recorded at 0.9380
-        assert result["full_iou"] == pytest.approx(0.9380, abs=0.002)
+        # what the detector pays: the pasted mask at image resolution, recorded at 0.9368 (pycocotools' polygon rule)
+        assert result["full_iou"] == pytest.approx(0.9368, abs=0.002)
         assert np.isfinite(result["encode_per_s"])
