@@ -17,7 +17,7 @@ def _config(args):
 
 
 def _cmd_train(args) -> int:
-    from .engine.distributed import is_main
+    from .distributed import is_main
     from .engine.recipe import train
 
     cfg, module = _config(args)
@@ -28,7 +28,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .engine.distributed import is_main
+    from .distributed import is_main
     from .engine.recipe import evaluate
 
     cfg, module = _config(args)
@@ -43,6 +43,16 @@ def _cmd_convert(args) -> int:
 
     n = convert_checkpoint(args.src, args.dst)
     print(f"wrote {n} tensors to {args.dst}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .engine.predict import predict
+
+    results = predict(args.checkpoint, args.input, args.output, json_path=args.json, score_thresh=args.score_thresh,
+                      device=args.device)
+    print(f"{len(results)} detections on {len(args.input)} images; pictures in {args.output}"
+          + (f", COCO results in {args.json}" if args.json else ""))
     return 0
 
 
@@ -66,6 +76,16 @@ def add_commands(sub) -> None:
     p.add_argument("src", help="the checkpoint (.pth)")
     p.add_argument("dst", help="where to write maskrep's checkpoint")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("predict", help="run a trained checkpoint on images: pictures with masks, boxes, classes "
+                                       "and scores, and optionally COCO-format JSON")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by maskrep train (it carries its config)")
+    p.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files")
+    p.add_argument("--output", required=True, help="folder for the pictures (one PNG per image)")
+    p.add_argument("--json", default=None, help="also write the detections here, COCO result format")
+    p.add_argument("--score-thresh", type=float, default=0.3, help="keep detections scoring at least this (0.3)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("eval", help="COCO-evaluate a checkpoint")
     _common(p)

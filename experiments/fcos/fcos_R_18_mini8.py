@@ -28,8 +28,8 @@ cfg["out_dir"] = "outputs/fcos_R_18_mini8"
 def build_datasets(cfg):
     d = cfg["data"]
     common = {"min_size": d["min_size_train"], "max_size": d["max_size_train"], "filter_empty": True,
-                  "num_images": d["num_images"]}
-    train = DetectionDataset(*data_paths(cfg, "train"), flip_prob=d["flip_prob"], **common)
+              "num_images": d["num_images"]}
+    train = DetectionDataset(*data_paths(cfg, "train"), flip_prob=d["flip_prob"], with_masks=d["with_masks"], **common)
     val = DetectionDataset(*data_paths(cfg, "val"), flip_prob=0.0, **common)
     return train, val
 

@@ -99,7 +99,13 @@ def read_npz(path: str) -> tuple[dict | None, dict[str, np.ndarray]]:
 
 
 class CodecModule(nn.Module):
-    """Base of the torch forms. ``forward(codes)`` decodes to probabilities (N, S, S)."""
+    """Base of the torch forms. ``forward(codes)`` decodes to probabilities (N, S, S).
+
+    ``logit_space``: whether ``decode_logits`` gives logits (a sigmoid follows), so that a head may
+    train the decoded map with binary cross-entropy.
+    """
+
+    logit_space: bool = False
 
     def encode(self, masks: torch.Tensor) -> torch.Tensor:  # (N, S, S) -> (N, D)
         raise NotImplementedError

@@ -59,6 +59,18 @@ class PCAModule(CodecModule):
         u = masks.reshape(masks.shape[0], self.mask_size * self.mask_size).to(self.mean.dtype)  # (N, S*S)
         return (2 * u - 1) * MEAN_JITTER_LOGIT if self.sigmoid else u
 
+    @property
+    def logit_space(self) -> bool:
+        return self.sigmoid
+
+    def jittered_targets(self, masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(N, S, S) bool -> (N, K) codes of freshly jittered logits: MEInst's training targets,
+        redrawn at every call (eps = max(0.05 U[0, 1), 0.01) per pixel, from ``generator``)."""
+        flat = masks.reshape(masks.shape[0], -1)  # (N, S*S)
+        eps = (0.05 * torch.rand(flat.shape, generator=generator, device=flat.device)).clamp(min=0.01)
+        x = torch.where(flat, 1 - eps, eps)
+        return self.project(torch.log(x / (1 - x)).to(self.mean.dtype))
+
     def project(self, vectors: torch.Tensor) -> torch.Tensor:
         """(N, S*S) fitting-space vectors -> (N, K) codes."""
         return (vectors - self.mean) @ self.components.T / self.scale  # (N, K)

@@ -78,6 +78,10 @@ class SVDModule(CodecModule):
         code = torch.cat([u.reshape(n, sk), s, v.reshape(n, sk)], 1)  # (N, k (2S + 1))
         return code.to(torch.float32)
 
+    @property
+    def logit_space(self) -> bool:
+        return self.mode == "cls"
+
     def singular_values(self, s: torch.Tensor) -> torch.Tensor:
         if self.s_activation == "exp":
             return torch.exp(s)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..ops.masks import crop_masks_in_boxes, rasterize_in_boxes
 from ..ops.polygons import polygons_to_mask
 from ..ops.rle import rle_area, rle_to_mask
+from ..structures import InstanceMasks
 
 __all__ = ["AnnotationError", "CocoInstance", "CocoInstances", "crop_instances"]
 
@@ -279,8 +279,8 @@ class CocoInstances:
 def crop_instances(instances: Sequence[CocoInstance], size: int, *, boxes=None, rule: str = "coco") -> np.ndarray:
     """Each instance's mask cropped to a box and resampled to (size, size): the codec target.
 
-    Polygon instances are rasterised into the box (:func:`maskrep.ops.rasterize_in_boxes`), RLE ones
-    cropped from their bitmap (:func:`maskrep.ops.crop_masks_in_boxes`).
+    Polygon instances are rasterised into the box, RLE ones cropped from their bitmap
+    (:meth:`maskrep.structures.InstanceMasks.crop_in_boxes`, where every ground-truth crop is made).
 
     Parameters
     ----------
@@ -295,13 +295,7 @@ def crop_instances(instances: Sequence[CocoInstance], size: int, *, boxes=None, 
     -------
     ndarray of shape (N, S, S), bool
     """
-    n = len(instances)
+    if not len(instances):
+        return np.zeros((0, size, size), dtype=bool)
     boxes = np.stack([inst.box for inst in instances]) if boxes is None else np.asarray(boxes, np.float64)
-    out = np.zeros((n, size, size), dtype=bool)
-    poly_idx = [i for i, inst in enumerate(instances) if inst.polygons is not None]
-    if poly_idx:
-        out[poly_idx] = rasterize_in_boxes([instances[i].polygons for i in poly_idx], boxes[poly_idx], size, rule=rule)
-    for i, inst in enumerate(instances):
-        if inst.polygons is None:
-            out[i] = crop_masks_in_boxes(inst.mask()[None], boxes[i : i + 1], size=size)[0]
-    return out
+    return InstanceMasks.from_instances(instances).crop_in_boxes(boxes, size, rule=rule)

@@ -16,11 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..ops.polygons import polygons_to_mask
-from ..ops.rle import rle_to_mask
+from ..structures import InstanceMasks
 from .coco import CocoInstances
 
-__all__ = ["DetectionDataset", "TrainingBatches", "collate", "eval_loader", "make_loader"]
+__all__ = ["DetectionDataset", "TrainingBatches", "collate", "eval_loader", "make_loader", "read_image", "resize_image"]
 
 
 def _resized_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
@@ -33,6 +32,23 @@ def _resized_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]
     return int(nh + 0.5), int(nw + 0.5)
 
 
+def read_image(path: str) -> Image.Image:
+    """An image file as RGB; a missing or unreadable file is an error naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image not found: {path}") from None
+    except (OSError, ValueError) as e:  # truncated or not an image
+        raise OSError(f"{path}: cannot read the image ({e})") from None
+
+
+def resize_image(img: Image.Image, short: int, max_size: int) -> Image.Image:
+    """ResizeShortestEdge: the shorter side to ``short``, the longer at most ``max_size`` (bilinear)."""
+    h, w = _resized_shape(img.height, img.width, short, max_size)
+    return img if (h, w) == (img.height, img.width) else img.resize((w, h), Image.BILINEAR)
+
+
 class DetectionDataset(torch.utils.data.Dataset):
     """One item per image.
 
@@ -42,14 +58,14 @@ class DetectionDataset(torch.utils.data.Dataset):
     min_size : shorter side after resizing; a tuple picks one at random per sample (multi-scale).
     max_size : cap on the longer side.
     flip_prob : probability of a horizontal flip (0 for evaluation).
-    with_masks : also return ``masks`` (G, h, w) bool at the resized resolution.
+    with_masks : also return ``masks``, the instances' :class:`maskrep.structures.InstanceMasks`
+        in the resized (and flipped) frame: polygons mapped exactly, bitmaps by nearest neighbour.
     filter_empty : drop images without (non-crowd) instances, as training does.
     num_images : keep only the first ``num_images`` images (after filtering), in file order.
 
     Items are dicts: ``image`` (3, h, w) uint8 RGB, ``boxes`` (G, 4) float32 xyxy in the resized
     frame, ``labels`` (G,) int64, ``image_id``, ``orig_size`` (H, W), ``size`` (h, w), ``scale``
-    (h/H, w/W), ``flipped``, ``polygons`` (per instance a list of (P, 2) arrays in the resized
-    frame, or None for RLE instances) and, with ``with_masks``, ``masks``.
+    (h/H, w/W), ``flipped`` and, with ``with_masks``, ``masks``.
     Index with an int, or with ``(index, seed)`` to fix the sample's augmentation.
     """
 
@@ -88,18 +104,18 @@ class DetectionDataset(torch.utils.data.Dataset):
         image_rec, insts = self.records[index]
         path = self.coco.image_path(image_rec["id"])
         try:
-            with Image.open(path) as im:
-                img = im.convert("RGB")
+            img = read_image(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.coco.path}: image {image_rec['id']} not found at {path}") from None
+        except OSError as e:
+            raise OSError(f"{self.coco.path}: image {image_rec['id']}: {e}") from None
         big_w, big_h = img.size
         if (big_h, big_w) != (image_rec["height"], image_rec["width"]):
             raise ValueError(f"{path}: image is {big_w}x{big_h} but the annotations say "
                              f"{image_rec['width']}x{image_rec['height']}")
         short = self.min_sizes[rng.integers(len(self.min_sizes))] if len(self.min_sizes) > 1 else self.min_sizes[0]
-        h, w = _resized_shape(big_h, big_w, short, self.max_size)
-        if (h, w) != (big_h, big_w):
-            img = img.resize((w, h), Image.BILINEAR)
+        img = resize_image(img, short, self.max_size)
+        w, h = img.size
         flip = self.flip_prob > 0 and rng.random() < self.flip_prob
         arr = np.asarray(img)
         if flip:
@@ -108,15 +124,6 @@ class DetectionDataset(torch.utils.data.Dataset):
         boxes = np.array([i.box for i in insts], dtype=np.float64).reshape(-1, 4) * [sx, sy, sx, sy]
         if flip:
             boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
-        polygons = []
-        for inst in insts:
-            if inst.polygons is None:
-                polygons.append(None)
-                continue
-            polys = [p * [sx, sy] for p in inst.polygons]
-            if flip:
-                polys = [np.stack([w - p[:, 0], p[:, 1]], axis=1) for p in polys]
-            polygons.append(polys)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))),
             "boxes": torch.from_numpy(boxes.astype(np.float32)),
@@ -126,25 +133,10 @@ class DetectionDataset(torch.utils.data.Dataset):
             "size": (h, w),
             "scale": (sy, sx),
             "flipped": bool(flip),
-            "polygons": polygons,
         }
         if self.with_masks:
-            item["masks"] = torch.from_numpy(self._masks(insts, polygons, h, w, flip))
+            item["masks"] = InstanceMasks.from_instances(insts, (big_h, big_w)).transform((sy, sx), (h, w), flip=flip)
         return item
-
-    @staticmethod
-    def _masks(insts, polygons, h, w, flip) -> np.ndarray:
-        out = np.zeros((len(insts), h, w), dtype=bool)
-        for k, (inst, polys) in enumerate(zip(insts, polygons)):
-            if polys is not None:
-                out[k] = polygons_to_mask(polys, h, w)
-                continue
-            full = rle_to_mask(inst.rle)  # nearest-neighbour resize of the RLE mask
-            rows = np.minimum(((np.arange(h) + 0.5) * inst.height / h).astype(int), inst.height - 1)
-            cols = np.minimum(((np.arange(w) + 0.5) * inst.width / w).astype(int), inst.width - 1)
-            m = full[rows][:, cols]
-            out[k] = m[:, ::-1] if flip else m
-        return out
 
 
 def collate(batch: list[dict], size_divisibility: int = 32) -> tuple[torch.Tensor, list[dict]]:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["FPN", "FrozenBatchNorm2d", "ResNet", "load_backbone_weights", "make_norm"]
+__all__ = ["FPN", "FrozenBatchNorm2d", "ResNet", "conv_tower", "load_backbone_weights", "make_norm"]
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -48,6 +48,25 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "GN":
         return nn.GroupNorm(math.gcd(32, channels), channels)
     raise ValueError(f"norm must be 'FrozenBN', 'BN' or 'GN', got {kind!r}")
+
+
+def conv_tower(channels: int, num_convs: int, norm: str | None = "GN", *, in_channels: int | None = None,
+               bias: bool = True) -> nn.Sequential:
+    """``num_convs`` x [3x3 conv, norm, ReLU] (FCOS's towers, MEInst's mask tower), N(0, 0.01) init.
+
+    ``bias``: the convs carry a bias even before a norm, as AdelaiDet's heads do.
+    """
+    layers = []
+    for k in range(num_convs):
+        conv = nn.Conv2d(in_channels if (k == 0 and in_channels) else channels, channels, 3, 1, 1, bias=bias)
+        nn.init.normal_(conv.weight, std=0.01)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+        layers.append(conv)
+        if norm:
+            layers.append(make_norm(norm, channels))
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
 
 
 class BasicBlock(nn.Module):
@@ -194,6 +213,8 @@ class FPN(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         self.strides = ([4] if use_p2 else []) + [8, 16, 32] + [64 * 2**i for i in range(top_levels)]
+        #: the levels' names, finest first: "p<k>" has stride 2**k
+        self.level_names = tuple(f"p{s.bit_length() - 1}" for s in self.strides)
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         feats = feats if self.use_p2 else feats[1:]

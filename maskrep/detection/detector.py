@@ -1,16 +1,10 @@
 """The one-stage detector: ResNet -> FPN -> FCOS, with an optional mask head.
 
-A mask head is any ``nn.Module`` with
-
-- ``top_module`` (an ``nn.Module`` or None): handed to the FCOS head at construction, run on the
-  bbox tower of every level; its per-location output arrives as ``Positives.top_feats`` and each
-  detection's ``top_feats``;
-- ``losses(features, head_out, positives, targets) -> dict`` of named losses;
-- ``inference(features, head_out, detections, image_sizes) -> None``, adding ``mask_probs``
-  ((n, S, S) probabilities in each detection's box) or ``masks`` ((n, h, w) bool) to each
-  detection dict.
-
-``features`` are all FPN levels, finest first (P2 first when the FPN has it).
+The forward pass is a template: features by level name, FCOS's outputs, the mask head's outputs;
+then, by ``self.training``, the losses (FCOS's and the head's, from the positives FCOS assigns)
+or the detections (FCOS's, each given its mask by the head). A mask head is a
+:class:`maskrep.detection.heads.MaskHead`: it declares the FPN levels it needs by name, and the
+detector refuses at construction an FPN that lacks one.
 """
 
 from __future__ import annotations
@@ -31,12 +25,16 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 class Detector(nn.Module):
     """images: (B, 3, H, W) RGB in [0, 255] (uint8 or float), padded to ``size_divisibility``.
 
+    Training mode (``model.train()``): ``model(images, targets)`` returns a dict of scalar losses.
+    ``targets``: per image a dict with ``boxes`` (G, 4) xyxy float32 and ``labels`` (G,) int64,
+    plus ``masks`` (:class:`maskrep.structures.InstanceMasks`) when there is a mask head.
+    Evaluation mode: ``model(images, image_sizes=...)`` returns one dict per image (see
+    :meth:`FCOS.inference`; a mask head adds ``mask``, a :class:`maskrep.detection.heads.MaskMaps`)
+    in the resized input frame.
+
     ``input_format``: the channel order the weights expect; "BGR" reverses the RGB images before
     normalising (MSRA / detectron2 weights, with ``pixel_mean`` (103.53, 116.28, 123.675) and
     ``pixel_std`` (1, 1, 1): see :data:`maskrep.detection.convert.ADELAIDET_INPUT`).
-
-    Training (``targets`` given): returns a dict of scalar losses.
-    Inference: returns one dict per image (see :meth:`FCOS.inference`), in the resized frame.
     """
 
     def __init__(self, backbone: ResNet, fpn: FPN, fcos: FCOS, *, mask_head: nn.Module | None = None,
@@ -44,18 +42,26 @@ class Detector(nn.Module):
         super().__init__()
         if input_format not in ("RGB", "BGR"):
             raise ValueError(f"input_format must be 'RGB' or 'BGR', got {input_format!r}")
+        levels = fpn.level_names
+        for who, needs in (("FCOS", fcos.in_features), (type(mask_head).__name__, getattr(mask_head, "in_features", ()))):
+            missing = [k for k in needs if k not in levels]
+            if missing:
+                hint = " (build the FPN with use_p2=True: config model.use_p2=True)" if "p2" in missing else ""
+                raise ValueError(f"{who} needs FPN levels {tuple(needs)}, but the FPN gives {levels}: "
+                                 f"{', '.join(missing)} missing{hint}")
         self.input_format = input_format
         self.backbone, self.fpn, self.fcos, self.mask_head = backbone, fpn, fcos, mask_head
         self.size_divisibility = size_divisibility
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
 
-    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """FPN levels by name ("p3" ... "p7", and "p2" with ``use_p2``)."""
         x = images.to(self.pixel_mean.dtype)
         if self.input_format == "BGR":
             x = x.flip(1)
         x = (x - self.pixel_mean) / self.pixel_std
-        return self.fpn(self.backbone(x))
+        return dict(zip(self.fpn.level_names, self.fpn(self.backbone(x))))
 
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None,
                 image_sizes: list[tuple[int, int]] | None = None):
@@ -63,16 +69,18 @@ class Detector(nn.Module):
         if h % self.size_divisibility or w % self.size_divisibility:
             raise ValueError(f"images must be padded to a multiple of {self.size_divisibility}, got {h}x{w}")
         feats = self.features(images)
-        head_out, locations = self.fcos(feats[-len(self.fcos.strides):])
-        if targets is not None:
-            losses, positives = self.fcos.losses(head_out, locations, targets)
+        fcos_out = self.fcos(feats, padded_size=(h, w))
+        head_out = self.mask_head(feats, fcos_out) if self.mask_head is not None else None
+        if self.training:
+            if targets is None:
+                raise ValueError("the model is in training mode and needs targets; call model.eval() for detections")
+            losses, positives = self.fcos.losses(fcos_out, targets)
             if self.mask_head is not None:
-                losses.update(self.mask_head.losses(feats, head_out, positives, targets))
+                losses.update(self.mask_head.losses(head_out, positives, targets))
             return losses
-        sizes = image_sizes or [(h, w)] * len(images)
-        dets = self.fcos.inference(head_out, locations, sizes)
+        dets = self.fcos.inference(fcos_out, image_sizes or [(h, w)] * len(images))
         if self.mask_head is not None:
-            self.mask_head.inference(feats, head_out, dets, sizes)
+            self.mask_head.predict(head_out, dets)
         return dets
 
 
@@ -87,6 +95,7 @@ def build_fcos(num_classes: int, *, depth: int = 50, norm: str = "FrozenBN", fre
     (frozen parameters keep the loaded values). ``stride_in_1x1``, ``input_format``, ``pixel_mean``
     and ``pixel_std`` say what the weights expect (torchvision's by default; AdelaiDet's:
     :data:`maskrep.detection.convert.ADELAIDET_INPUT` with ``stride_in_1x1=True``).
+    ``mask_head``: a :class:`maskrep.detection.heads.MaskHead` built for ``fpn_channels``.
     """
     backbone = ResNet(depth, norm=norm, freeze_at=freeze_at, width=width, stride_in_1x1=stride_in_1x1)
     if backbone_weights:
@@ -94,7 +103,6 @@ def build_fcos(num_classes: int, *, depth: int = 50, norm: str = "FrozenBN", fre
         if missing:
             raise ValueError(f"{backbone_weights}: missing ResNet-{depth} keys, e.g. {missing[:5]}")
     fpn = FPN(backbone.out_channels, fpn_channels, use_p2=use_p2, norm=fpn_norm)
-    top = getattr(mask_head, "top_module", None)
-    head = FCOS(fpn_channels, num_classes, top_module=top, **(fcos or {}))
+    head = FCOS(fpn_channels, num_classes, **(fcos or {}))
     return Detector(backbone, fpn, head, mask_head=mask_head, input_format=input_format, pixel_mean=pixel_mean,
                     pixel_std=pixel_std)

@@ -1,9 +1,12 @@
 """FCOS as AdelaiDet has it (arXiv:1904.01355; docs/methods.md §1): head, target assignment, losses and inference.
 
-Mask heads plug in without touching this file: the head runs an optional ``top_module`` on the
-bbox tower of every level (per-location codes, ``top_feats``), :meth:`FCOS.losses` returns the
-positive-sample record :class:`Positives`, and :meth:`FCOS.inference` carries each detection's
-location, level and ``top_feat``.
+Mask heads plug in without touching this file: :meth:`FCOS.forward` returns the typed record
+:class:`FCOSOutput` (per-level predictions, the box-tower features heads build their per-location
+codes on, locations and strides), :meth:`FCOS.losses` the positive-sample record
+:class:`Positives`, and :meth:`FCOS.inference` detections that say where each came from (level,
+location, stride).
+
+Legend: B = images, L = levels, R = locations over all levels, P = positives, G = GT instances.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..engine.distributed import reduce_mean
+from ..distributed import reduce_mean
 from ..ops.nms import batched_nms
-from .backbone import make_norm
+from .backbone import conv_tower
 from .losses import centerness_target, iou_giou_ltrb, sigmoid_focal_loss
 
-__all__ = ["FCOS", "FCOSHead", "Positives", "compute_locations"]
+__all__ = ["FCOS", "FCOSHead", "FCOSOutput", "Positives", "compute_locations", "gather_levels"]
 
 INF = 1e8
 
@@ -42,26 +45,15 @@ class FCOSHead(nn.Module):
     The tower convolutions carry a bias even before GroupNorm, as AdelaiDet's do: GN normalises
     groups of channels, so a per-channel bias is not cancelled.
 
-    ``top_module``: optional module run on the bbox tower output of every level; its output
-    (B, C_top, H, W) becomes ``top_feats``.
+    Mask heads read the box-tower features (``FCOSOutput.bbox_towers``) and own whatever they
+    compute from them.
     """
 
     def __init__(self, in_channels: int, num_classes: int, num_levels: int, *, num_convs: int = 4,
-                 norm: str = "GN", use_scale: bool = True, prior_prob: float = 0.01,
-                 top_module: nn.Module | None = None):
+                 norm: str = "GN", use_scale: bool = True, prior_prob: float = 0.01):
         super().__init__()
-
-        def tower():
-            layers = []
-            for _ in range(num_convs):
-                layers += [nn.Conv2d(in_channels, in_channels, 3, 1, 1)]
-                if norm:
-                    layers.append(make_norm(norm, in_channels))
-                layers.append(nn.ReLU())
-            return nn.Sequential(*layers)
-
-        self.cls_tower = tower()
-        self.bbox_tower = tower()
+        self.cls_tower = conv_tower(in_channels, num_convs, norm)
+        self.bbox_tower = conv_tower(in_channels, num_convs, norm)
         self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, 1, 1)
         self.bbox_pred = nn.Conv2d(in_channels, 4, 3, 1, 1)
         self.ctrness = nn.Conv2d(in_channels, 1, 3, 1, 1)
@@ -72,23 +64,21 @@ class FCOSHead(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
-        self.top_module = top_module
 
-    def forward(self, features: list[torch.Tensor]) -> dict:
-        out = {"logits": [], "bbox_reg": [], "ctrness": [], "top_feats": [], "bbox_towers": []}
+    def forward(self, features: list[torch.Tensor]) -> tuple[list, list, list, list]:
+        """Per level (B, C, H, W) features -> per level logits, box distances, quality logits, box towers."""
+        logits, bbox_reg, ctrness, towers = [], [], [], []
         for lvl, x in enumerate(features):
             cls_t = self.cls_tower(x)
             box_t = self.bbox_tower(x)
-            out["logits"].append(self.cls_logits(cls_t))
+            logits.append(self.cls_logits(cls_t))
             reg = self.bbox_pred(box_t)
             if self.scales is not None:
                 reg = self.scales[lvl](reg)
-            out["bbox_reg"].append(F.relu(reg))
-            out["ctrness"].append(self.ctrness(box_t))
-            out["bbox_towers"].append(box_t)
-            if self.top_module is not None:
-                out["top_feats"].append(self.top_module(box_t))
-        return out
+            bbox_reg.append(F.relu(reg))
+            ctrness.append(self.ctrness(box_t))
+            towers.append(box_t)
+        return logits, bbox_reg, ctrness, towers
 
 
 def compute_locations(sizes: list[tuple[int, int]], strides: list[int], device=None) -> list[torch.Tensor]:
@@ -103,6 +93,25 @@ def compute_locations(sizes: list[tuple[int, int]], strides: list[int], device=N
 
 
 @dataclass
+class FCOSOutput:
+    """What :meth:`FCOS.forward` computes for a batch, per level l (finest first).
+
+    logits (B, C, H_l, W_l); bbox_reg (B, 4, H_l, W_l) stride-normalised ltrb after ReLU; ctrness
+    (B, 1, H_l, W_l) quality logits (centerness, or IoU with ``box_quality="iou"``); bbox_towers
+    (B, C_fpn, H_l, W_l), the box tower's output mask heads compute per-location codes on;
+    locations (H_l W_l, 2) image points (x, y); strides; padded_size (H, W) of the input batch.
+    """
+
+    logits: list[torch.Tensor]
+    bbox_reg: list[torch.Tensor]
+    ctrness: list[torch.Tensor]
+    bbox_towers: list[torch.Tensor]
+    locations: list[torch.Tensor]
+    strides: tuple[int, ...]
+    padded_size: tuple[int, int]
+
+
+@dataclass
 class Positives:
     """One row per positive location, level-first order (docs/methods.md §1.5)."""
 
@@ -110,13 +119,34 @@ class Positives:
     gt_inds: torch.Tensor  # (P,) batch-global GT index
     im_inds: torch.Tensor  # (P,)
     fpn_levels: torch.Tensor  # (P,)
+    loc_inds: torch.Tensor  # (P,) index into its level's H*W (row-major)
     locations: torch.Tensor  # (P, 2) image points (x, y)
+    strides: torch.Tensor  # (P,) float, the level's stride
+    labels: torch.Tensor  # (P,) the GT class
+    gt_boxes: torch.Tensor  # (P, 4) xyxy, the assigned GT box
+    pred_boxes: torch.Tensor  # (P, 4) xyxy, the positive's predicted box (detached)
     reg_targets: torch.Tensor  # (P, 4) stride-normalised ltrb
     reg_pred: torch.Tensor  # (P, 4)
-    gt_ctrs: torch.Tensor  # (P,)
-    loss_denorm: torch.Tensor  # scalar, centerness-sum normaliser
-    num_pos_avg: torch.Tensor  # scalar
-    top_feats: torch.Tensor | None  # (P, C_top)
+    gt_ctrs: torch.Tensor  # (P,) centerness targets
+    loss_denorm: torch.Tensor  # scalar, the centerness sum averaged over processes (>= 1e-6)
+    num_pos_avg: torch.Tensor  # scalar, the positives averaged over processes (>= 1)
+
+    def __len__(self) -> int:
+        return len(self.pos_inds)
+
+
+def gather_levels(per_level: list[torch.Tensor], levels: torch.Tensor, images: torch.Tensor,
+                  loc_inds: torch.Tensor) -> torch.Tensor:
+    """Per-location vectors of dense per-level maps: (N, C) from [(B, C, H_l, W_l)] at the given
+    (level, image, row-major location) triples, without flattening every level."""
+    c = per_level[0].shape[1]
+    out = per_level[0].new_zeros((len(levels), c))
+    for lvl, maps in enumerate(per_level):
+        sel = torch.nonzero(levels == lvl).squeeze(1)
+        if len(sel):
+            flat = maps.flatten(2)  # (B, C, H W)
+            out[sel] = flat[images[sel], :, loc_inds[sel]]  # (n, C)
+    return out
 
 
 class FCOS(nn.Module):
@@ -144,8 +174,10 @@ class FCOS(nn.Module):
                  num_convs: int = 4, norm: str = "GN", use_scale: bool = True, thresh_with_ctr: bool = False,
                  score_thresh: float = 0.05, pre_nms_topk: int = 1000, nms_thresh: float = 0.6,
                  post_nms_topk: int = 100, box_quality: str = "ctrness", loss_normalizer_cls: str = "fg",
-                 top_module: nn.Module | None = None):
+                 in_features=("p3", "p4", "p5", "p6", "p7")):
         super().__init__()
+        if len(in_features) != len(strides):
+            raise ValueError(f"in_features {tuple(in_features)} and strides {tuple(strides)} differ in length")
         if len(sizes_of_interest) != len(strides) - 1:
             raise ValueError(f"{len(strides)} levels need {len(strides) - 1} sizes_of_interest, got {sizes_of_interest}")
         if box_quality not in ("ctrness", "iou"):
@@ -155,7 +187,8 @@ class FCOS(nn.Module):
         self.box_quality, self.loss_normalizer_cls = box_quality, loss_normalizer_cls
         self.register_buffer("moving_num_fg", torch.tensor(100.0))
         self.num_classes = num_classes
-        self.strides = list(strides)
+        self.in_features = tuple(in_features)
+        self.strides = tuple(strides)
         bounds = [-1.0, *sizes_of_interest, INF]
         self.size_ranges = [(bounds[i], bounds[i + 1]) for i in range(len(strides))]
         self.center_sample, self.pos_radius = center_sample, pos_radius
@@ -163,14 +196,20 @@ class FCOS(nn.Module):
         self.thresh_with_ctr, self.score_thresh = thresh_with_ctr, score_thresh
         self.pre_nms_topk, self.nms_thresh, self.post_nms_topk = pre_nms_topk, nms_thresh, post_nms_topk
         self.head = FCOSHead(in_channels, num_classes, len(strides), num_convs=num_convs, norm=norm,
-                             use_scale=use_scale, prior_prob=prior_prob, top_module=top_module)
+                             use_scale=use_scale, prior_prob=prior_prob)
 
-    def forward(self, features: list[torch.Tensor]) -> tuple[dict, list[torch.Tensor]]:
-        if len(features) != len(self.strides):
-            raise ValueError(f"FCOS was built for {len(self.strides)} levels, got {len(features)} feature maps")
-        out = self.head(features)
-        locations = compute_locations([f.shape[-2:] for f in features], self.strides, features[0].device)
-        return out, locations
+    def forward(self, features: dict[str, torch.Tensor], padded_size: tuple[int, int] | None = None) -> FCOSOutput:
+        """``features``: FPN levels by name (at least ``in_features``); ``padded_size`` (H, W) of the
+        input batch (default: the finest level times its stride)."""
+        missing = [k for k in self.in_features if k not in features]
+        if missing:
+            raise ValueError(f"FCOS needs FPN levels {self.in_features}; missing {missing}")
+        feats = [features[k] for k in self.in_features]
+        logits, bbox_reg, ctrness, towers = self.head(feats)
+        locations = compute_locations([f.shape[-2:] for f in feats], self.strides, feats[0].device)
+        if padded_size is None:
+            padded_size = (feats[0].shape[-2] * self.strides[0], feats[0].shape[-1] * self.strides[0])
+        return FCOSOutput(logits, bbox_reg, ctrness, towers, locations, self.strides, tuple(padded_size))
 
     # ---- targets -------------------------------------------------------------------------------
 
@@ -223,16 +262,18 @@ class FCOS(nn.Module):
         """[(B, C, H, W)] -> (L*B*H*W, C), level slowest then image then pixel."""
         return torch.cat([x.permute(0, 2, 3, 1).reshape(-1, channels) for x in per_level])
 
-    def losses(self, out: dict, locations: list[torch.Tensor], targets: list[dict]) -> tuple[dict, Positives]:
+    def losses(self, out: FCOSOutput, targets: list[dict]) -> tuple[dict, Positives]:
         """FCOS losses with AdelaiDet's normalisation, and the positive-sample record.
 
         targets: per image a dict with ``boxes`` (G, 4) xyxy and ``labels`` (G,); optional
         ``centers`` (G, 2) for mask-centroid centre sampling.
         """
+        locations = out.locations
         per_image = [self.targets_for_image(locations, t["boxes"], t["labels"], t.get("centers")) for t in targets]
         sizes = [len(loc) for loc in locations]
-        gt_offsets = torch.tensor([0] + [len(t["boxes"]) for t in targets], device=locations[0].device).cumsum(0)
-        labels, reg_t, gt_inds, im_inds, levels, locs = [], [], [], [], [], []
+        device = locations[0].device
+        gt_offsets = torch.tensor([0] + [len(t["boxes"]) for t in targets], device=device).cumsum(0)
+        labels, reg_t, gt_inds, im_inds, levels, locs, loc_inds = [], [], [], [], [], [], []
         for lvl, loc in enumerate(locations):  # reorder to level-first
             start = sum(sizes[:lvl])
             for i, (lab, reg, gti) in enumerate(per_image):
@@ -240,15 +281,16 @@ class FCOS(nn.Module):
                 labels.append(lab[sl])
                 reg_t.append(reg[sl])
                 gt_inds.append(gti[sl] + gt_offsets[i])
-                im_inds.append(torch.full((sizes[lvl],), i, dtype=torch.long, device=loc.device))
-                levels.append(torch.full((sizes[lvl],), lvl, dtype=torch.long, device=loc.device))
+                im_inds.append(torch.full((sizes[lvl],), i, dtype=torch.long, device=device))
+                levels.append(torch.full((sizes[lvl],), lvl, dtype=torch.long, device=device))
                 locs.append(loc)
+                loc_inds.append(torch.arange(sizes[lvl], device=device))
         labels, reg_t, gt_inds = torch.cat(labels), torch.cat(reg_t), torch.cat(gt_inds)
-        im_inds, levels, locs = torch.cat(im_inds), torch.cat(levels), torch.cat(locs)
+        im_inds, levels, locs, loc_inds = torch.cat(im_inds), torch.cat(levels), torch.cat(locs), torch.cat(loc_inds)
 
-        logits = self._level_first(out["logits"], self.num_classes)
-        reg_pred = self._level_first(out["bbox_reg"], 4)
-        ctr_pred = self._level_first(out["ctrness"], 1).squeeze(1)
+        logits = self._level_first(out.logits, self.num_classes)
+        reg_pred = self._level_first(out.bbox_reg, 4)
+        ctr_pred = self._level_first(out.ctrness, 1).squeeze(1)
         pos = torch.nonzero(labels != self.num_classes).squeeze(1)
         num_pos_avg = reduce_mean(torch.tensor(float(len(pos)), device=logits.device)).clamp(min=1.0)
 
@@ -280,65 +322,69 @@ class FCOS(nn.Module):
         else:  # zero, but tied to the graph
             loss_loc = reg_pred.sum() * 0
             loss_quality = ctr_pred.sum() * 0
-        top = None
-        if out["top_feats"]:
-            top = self._level_first(out["top_feats"], out["top_feats"][0].shape[1])[pos]
-        positives = Positives(pos, gt_inds[pos], im_inds[pos], levels[pos], locs[pos], reg_t[pos], reg_pred[pos],
-                              ctr_t, loss_denorm, num_pos_avg, top)
+        strides = torch.tensor(self.strides, dtype=torch.float32, device=device)[levels[pos]]
+        gt_boxes = torch.cat([t["boxes"] for t in targets]).to(device=device, dtype=torch.float32) if targets else None
+        positives = Positives(
+            pos_inds=pos, gt_inds=gt_inds[pos], im_inds=im_inds[pos], fpn_levels=levels[pos], loc_inds=loc_inds[pos],
+            locations=locs[pos], strides=strides, labels=labels[pos],
+            gt_boxes=gt_boxes[gt_inds[pos]] if len(pos) else reg_t.new_zeros((0, 4)),
+            pred_boxes=_ltrb_to_boxes(locs[pos], reg_pred[pos].detach().float() * strides[:, None]),
+            reg_targets=reg_t[pos], reg_pred=reg_pred[pos], gt_ctrs=ctr_t, loss_denorm=loss_denorm,
+            num_pos_avg=num_pos_avg)
         return {"loss_fcos_cls": loss_cls, "loss_fcos_loc": loss_loc, quality_key: loss_quality}, positives
 
     # ---- inference -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def inference(self, out: dict, locations: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list[dict]:
+    def inference(self, out: FCOSOutput, image_sizes: list[tuple[int, int]]) -> list[dict]:
         """Detections per image, in the (resized, unpadded) input frame.
 
         Per level: candidates above ``score_thresh``, top ``pre_nms_topk`` by cls * ctr; then
         class-aware NMS over the levels, the ``post_nms_topk`` best, clipping, empty boxes dropped.
         Each dict: boxes (n, 4) clipped to ``image_sizes``, scores (n,) = sqrt(cls * ctr), labels (n,),
-        locations (n, 2), fpn_levels (n,), top_feats (n, C_top) when a top module exists.
-        At most ``post_nms_topk`` per image (exactly that cap, highest scores, ties by order; none
-        when it is 0 or less). With ``box_quality="iou"`` the third branch is the predicted IoU and
-        takes centerness's place in the score.
+        and where each came from: locations (n, 2), fpn_levels (n,), loc_inds (n,) (row-major in
+        its level), strides (n,). At most ``post_nms_topk`` per image (exactly that cap, highest
+        scores, ties by order; none when it is 0 or less). With ``box_quality="iou"`` the third
+        branch is the predicted IoU and takes centerness's place in the score.
         """
         results = []
         for i, (h, w) in enumerate(image_sizes):
-            cand_boxes, cand_scores, cand_labels, cand_locs, cand_levels, cand_top = [], [], [], [], [], []
-            for lvl, loc in enumerate(locations):
+            cand = {k: [] for k in ("boxes", "scores", "labels", "locations", "fpn_levels", "loc_inds", "strides")}
+            for lvl, loc in enumerate(out.locations):
                 s = self.strides[lvl]
-                cls = out["logits"][lvl][i].flatten(1).t().sigmoid().float()  # (HW, C)
-                ctr = out["ctrness"][lvl][i].flatten(1).t().sigmoid().float()  # (HW, 1)
-                reg = out["bbox_reg"][lvl][i].flatten(1).t().float()  # (HW, 4)
+                cls = out.logits[lvl][i].flatten(1).t().sigmoid().float()  # (HW, C)
+                ctr = out.ctrness[lvl][i].flatten(1).t().sigmoid().float()  # (HW, 1)
+                reg = out.bbox_reg[lvl][i].flatten(1).t().float()  # (HW, 4)
                 score = cls * ctr
-                cand = (score if self.thresh_with_ctr else cls) > self.score_thresh
-                flat = score[cand]
-                idx = torch.nonzero(cand)
+                keep = (score if self.thresh_with_ctr else cls) > self.score_thresh
+                flat = score[keep]
+                idx = torch.nonzero(keep)
                 if len(flat) > self.pre_nms_topk:
                     flat, top = flat.topk(self.pre_nms_topk, sorted=False)
                     idx = idx[top]
                 li, ci = idx[:, 0], idx[:, 1]
-                p = loc[li]
-                d = reg[li] * s
-                cand_boxes.append(torch.stack([p[:, 0] - d[:, 0], p[:, 1] - d[:, 1],
-                                               p[:, 0] + d[:, 2], p[:, 1] + d[:, 3]], dim=1))
-                cand_scores.append(torch.sqrt(flat))
-                cand_labels.append(ci)
-                cand_locs.append(p)
-                cand_levels.append(torch.full_like(li, lvl))
-                if out["top_feats"]:
-                    cand_top.append(out["top_feats"][lvl][i].flatten(1).t()[li])
-            boxes, scores = torch.cat(cand_boxes), torch.cat(cand_scores)
-            labels, locs, levels = torch.cat(cand_labels), torch.cat(cand_locs), torch.cat(cand_levels)
-            keep = batched_nms(boxes, scores, labels, self.nms_thresh)
+                cand["boxes"].append(_ltrb_to_boxes(loc[li], reg[li] * s))
+                cand["scores"].append(torch.sqrt(flat))
+                cand["labels"].append(ci)
+                cand["locations"].append(loc[li])
+                cand["fpn_levels"].append(torch.full_like(li, lvl))
+                cand["loc_inds"].append(li)
+                cand["strides"].append(torch.full((len(li),), float(s), device=li.device))
+            cand = {k: torch.cat(v) for k, v in cand.items()}
+            boxes = cand["boxes"]
+            keep = batched_nms(boxes, cand["scores"], cand["labels"], self.nms_thresh)
             if self.post_nms_topk > 0:
                 keep = keep[: self.post_nms_topk]
             # then detectron2's post-processing: clip to the image, drop empty boxes
-            boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
-                                 boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
+            cand["boxes"] = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                                         boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
+            boxes = cand["boxes"]
             keep = keep[(boxes[keep, 2] > boxes[keep, 0]) & (boxes[keep, 3] > boxes[keep, 1])]
-            det = {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep],
-                   "locations": locs[keep], "fpn_levels": levels[keep]}
-            if cand_top:
-                det["top_feats"] = torch.cat(cand_top)[keep]
-            results.append(det)
+            results.append({k: v[keep] for k, v in cand.items()})
         return results
+
+
+def _ltrb_to_boxes(points: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
+    """(N, 2) points and (N, 4) distances in pixels -> (N, 4) xyxy."""
+    return torch.stack([points[:, 0] - ltrb[:, 0], points[:, 1] - ltrb[:, 1],
+                        points[:, 0] + ltrb[:, 2], points[:, 1] + ltrb[:, 3]], dim=1)

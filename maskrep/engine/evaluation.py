@@ -11,13 +11,12 @@ import io
 import json
 import os
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..ops.masks import paste_masks
+from ..detection.postprocess import masks_in_image, scale_boxes
+from ..distributed import all_gather_object, get_rank, get_world_size, is_main
 from ..ops.rle import mask_to_rle
-from .distributed import all_gather_object, get_rank, get_world_size, is_main
 
 __all__ = ["STAT_NAMES", "coco_eval", "detections_to_coco", "evaluate_detector"]
 
@@ -37,28 +36,17 @@ def _coco_api():
 
 
 def detections_to_coco(det: dict, target: dict, category_ids: list[int]) -> list[dict]:
-    """One image's detections (resized frame) -> COCO result dicts in the original image frame.
+    """One image's detections (resized input frame) -> COCO result dicts in the original image frame.
 
-    Boxes are divided by the resize scale (and unflipped); ``masks`` (n, h, w) or ``mask_probs``
-    (n, S, S) become RLE segmentations pasted at the original resolution.
+    Boxes are scaled back (and unflipped); a ``mask`` (:class:`maskrep.detection.heads.MaskMaps`)
+    becomes an RLE segmentation at the original resolution (:func:`maskrep.detection.postprocess.masks_in_image`).
     """
-    sy, sx = target["scale"]
-    big_h, big_w = target["orig_size"]
-    boxes = det["boxes"].detach().float().cpu().numpy() / [sx, sy, sx, sy]
-    if target.get("flipped"):
-        w = big_w
-        boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
+    size, orig = tuple(target["size"]), tuple(target["orig_size"])
+    flipped = bool(target.get("flipped"))
+    boxes = scale_boxes(det["boxes"], size, orig, flipped=flipped)
     scores = det["scores"].detach().float().cpu().numpy()
     labels = det["labels"].cpu().numpy()
-    masks = None
-    if "mask_probs" in det:
-        masks = paste_masks(det["mask_probs"].detach().float().cpu().numpy(), boxes, (big_h, big_w))
-    elif "masks" in det:
-        m = det["masks"].detach().float()[:, None]
-        h, w = target["size"]
-        m = torch.nn.functional.interpolate(m[..., :h, :w], size=(big_h, big_w), mode="bilinear",
-                                            align_corners=False)[:, 0]
-        masks = (m >= 0.5).cpu().numpy()
+    masks = masks_in_image(det["mask"], det["boxes"], size, orig, flipped=flipped) if "mask" in det else None
     out = []
     for k in range(len(scores)):
         x0, y0, x1, y1 = (float(v) for v in boxes[k])
@@ -112,7 +100,8 @@ def evaluate_detector(model, dataset, *, out_dir: str | None = None, device="cpu
     results = [r for part in all_gather_object(results) for r in part]
     if not is_main():
         return {}
-    has_masks = bool(results) and "segmentation" in results[0]
+    inner = model.module if hasattr(model, "module") else model
+    has_masks = getattr(inner, "mask_head", None) is not None
     metrics = {"bbox": coco_eval(dataset.coco.path, results, "bbox", dataset.image_ids)}
     if has_masks:
         metrics["segm"] = coco_eval(dataset.coco.path, results, "segm", dataset.image_ids)

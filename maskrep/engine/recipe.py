@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import copy
 import importlib.util
+import inspect
 import json
 import os
 import time
@@ -22,11 +23,12 @@ import torch
 from ..data.detection import DetectionDataset, TrainingBatches, make_loader
 from ..detection import build_fcos
 from ..detection.detector import PIXEL_MEAN, PIXEL_STD
-from .distributed import get_rank, get_world_size, init_from_env, is_main
+from ..distributed import get_rank, get_world_size, init_from_env, is_main
 from .evaluation import evaluate_detector
-from .trainer import Trainer, load_checkpoint, warmup_step_lr
+from .trainer import Trainer, load_checkpoint, read_checkpoint, warmup_step_lr
 
-__all__ = ["apply_overrides", "base_config", "coco_split", "data_paths", "evaluate", "load_config", "resolve_path", "train"]
+__all__ = ["apply_overrides", "base_config", "build_mask_head", "coco_split", "data_paths", "evaluate", "load_config",
+           "load_model", "resolve_path", "train"]
 
 #: Data sets are found under the folder this environment variable names (detectron2's
 #: DETECTRON2_DATASETS convention): ``${MASKREP_DATASETS}/coco/...``, ``${MASKREP_DATASETS}/coco-mini/...``.
@@ -64,7 +66,7 @@ def base_config() -> dict:
         "model": {
             "depth": 50, "norm": "FrozenBN", "freeze_at": 2, "width": 64, "fpn_channels": 256, "fpn_norm": None,
             "use_p2": False, "backbone_weights": None, "stride_in_1x1": False, "input_format": "RGB",
-            "pixel_mean": PIXEL_MEAN, "pixel_std": PIXEL_STD,
+            "pixel_mean": PIXEL_MEAN, "pixel_std": PIXEL_STD, "mask_head": None,
             "fcos": {"sizes_of_interest": (64, 128, 256, 512), "center_sample": True, "pos_radius": 1.5,
                      "num_convs": 4, "norm": "GN", "use_scale": True, "thresh_with_ctr": False,
                      "score_thresh": 0.05, "pre_nms_topk": 1000, "nms_thresh": 0.6, "post_nms_topk": 100,
@@ -73,6 +75,7 @@ def base_config() -> dict:
         "solver": {
             "batch_size": 16, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "weight_decay_norm": 0.0,
             "max_iter": 90000, "steps": (60000, 80000), "gamma": 0.1, "warmup_iters": 1000, "warmup_factor": 1e-3,
+            "warmup_method": "linear",
             "clip_grad": None, "checkpoint_period": 5000, "amp": "bf16", "seed": 0, "log_period": 20,
         },
         "eval_period": 0,
@@ -121,10 +124,75 @@ def apply_overrides(cfg: dict, overrides) -> dict:
 
 def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
     m = cfg["model"]
+    head = build_mask_head(m["mask_head"], in_channels=m["fpn_channels"], num_classes=num_classes)
     return build_fcos(num_classes, depth=m["depth"], norm=m["norm"], freeze_at=m["freeze_at"], width=m["width"],
                       fpn_channels=m["fpn_channels"], fpn_norm=m["fpn_norm"], use_p2=m["use_p2"],
                       backbone_weights=m["backbone_weights"], fcos=m["fcos"], stride_in_1x1=m["stride_in_1x1"],
-                      input_format=m["input_format"], pixel_mean=m["pixel_mean"], pixel_std=m["pixel_std"])
+                      input_format=m["input_format"], pixel_mean=m["pixel_mean"], pixel_std=m["pixel_std"],
+                      mask_head=head)
+
+
+def build_mask_head(spec: dict | None, *, in_channels: int, num_classes: int):
+    """``cfg["model"]["mask_head"]`` -> a mask head: ``{"name": ..., **keywords}``.
+
+    ``in_channels`` comes from the FPN, ``num_classes`` from the data (for heads that take it); a
+    ``codec`` given as a path is loaded (``$MASKREP_DATASETS``-style variables expanded), as a dict
+    ``{"name", "params", "arrays"}`` (what checkpoints store) rebuilt, as a codec used as it is.
+    """
+    if not spec:
+        return None
+    from ..codecs import MaskCodec, get_codec, load
+    from ..detection.heads import HEADS, get_head
+
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name not in HEADS:
+        raise ValueError(f"model.mask_head.name must be one of {', '.join(sorted(HEADS))}, got {name!r}")
+    codec = spec.get("codec")
+    if isinstance(codec, dict):
+        built = get_codec(codec["name"], **codec["params"])
+        built.load_state_dict({k: torch.as_tensor(v).numpy() for k, v in codec["arrays"].items()})
+        spec["codec"] = built
+    elif codec is not None and not isinstance(codec, MaskCodec):
+        spec["codec"] = load(resolve_path(codec, "model.mask_head.codec"))
+    accepted = inspect.signature(HEADS[name]).parameters
+    if "num_classes" in accepted:
+        spec["num_classes"] = num_classes
+    return get_head(name, in_channels=in_channels, **spec)
+
+
+def checkpoint_extra(cfg: dict, model, dataset) -> dict:
+    """What a checkpoint carries besides weights, so that it alone rebuilds the model: the config
+    (as JSON values), the class names and COCO category ids, and a mask head's codec arrays."""
+    extra = {"config": json.loads(json.dumps(cfg, default=str)), "class_names": list(dataset.coco.class_names),
+             "category_ids": list(dataset.category_ids)}
+    codec = getattr(getattr(model, "mask_head", None), "codec", None)
+    if codec is not None:
+        extra["codec"] = {"name": codec.name, "params": dict(codec.params),
+                          "arrays": {k: torch.from_numpy(v) for k, v in codec.state_dict().items()}}
+    return extra
+
+
+def load_model(checkpoint: str, cfg: dict | None = None, module=None):
+    """(model, checkpoint extra) from a checkpoint written by ``maskrep train``; ``cfg`` (default: the
+    one the checkpoint carries) says how to build the model."""
+    state = read_checkpoint(checkpoint)
+    extra = state.get("extra") or {}
+    if cfg is None:
+        if "config" not in extra:
+            raise ValueError(f"{checkpoint}: the checkpoint carries no config; pass --config")
+        cfg = extra["config"]
+    cfg = copy.deepcopy(cfg)
+    head = cfg["model"].get("mask_head")
+    if head and "codec" in extra:
+        head["codec"] = extra["codec"]  # the matrix the weights were trained with, not a file that may have moved
+    if "class_names" in extra:
+        num_classes = len(extra["class_names"])
+    else:
+        num_classes = _builder(module, "build_datasets")(cfg)[1].num_classes
+    model = _builder(module, "build_model")(cfg, num_classes)
+    load_checkpoint(checkpoint, model, restore_rng=False)
+    return model, {**extra, "config": cfg}
 
 
 def data_paths(cfg: dict, split: str) -> tuple[str, str]:
@@ -161,7 +229,7 @@ def build_optimizer(cfg: dict, model: torch.nn.Module) -> torch.optim.Optimizer:
 def build_scheduler(cfg: dict, optimizer):
     s = cfg["solver"]
     return warmup_step_lr(optimizer, warmup_iters=s["warmup_iters"], warmup_factor=s["warmup_factor"],
-                          steps=s["steps"], gamma=s["gamma"])
+                          steps=s["steps"], gamma=s["gamma"], warmup_method=s.get("warmup_method", "linear"))
 
 
 def _builder(module, name):
@@ -207,7 +275,8 @@ def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True)
         hooks.append(periodic_eval)
     trainer = Trainer(model, optimizer, scheduler, loader, max_iter=s["max_iter"], out_dir=out_dir, device=device,
                       checkpoint_period=s["checkpoint_period"], clip_grad=s["clip_grad"], amp=s["amp"],
-                      log_period=s["log_period"], hooks=hooks, progress=progress)
+                      log_period=s["log_period"], hooks=hooks, progress=progress,
+                      checkpoint_extra=checkpoint_extra(cfg, model, train_set))
     if resume:
         trainer.resume()
     t0 = time.perf_counter()
@@ -221,7 +290,6 @@ def evaluate(cfg: dict, checkpoint: str, module=None, *, out_dir: str | None = N
     """COCO-evaluate ``checkpoint`` on the config's val set."""
     device = init_from_env()
     _, val_set = _builder(module, "build_datasets")(cfg)
-    model = _builder(module, "build_model")(cfg, val_set.num_classes)
-    load_checkpoint(checkpoint, model, restore_rng=False)
+    model, _ = load_model(checkpoint, cfg, module)
     model.to(device)
     return evaluate_detector(model, val_set, out_dir=out_dir or cfg["out_dir"], device=device, progress=progress)

@@ -18,20 +18,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .distributed import get_world_size, is_main, reduce_mean
+from ..distributed import get_world_size, is_main, reduce_mean
 
 __all__ = ["Trainer", "load_checkpoint", "save_checkpoint", "warmup_step_lr"]
 
 
 def warmup_step_lr(optimizer, *, warmup_iters: int = 1000, warmup_factor: float = 1e-3, steps=(),
-                   gamma: float = 0.1):
-    """LambdaLR: linear warm-up from ``warmup_factor`` then x ``gamma`` at each step (detectron2 WarmupMultiStepLR)."""
+                   gamma: float = 0.1, warmup_method: str = "linear"):
+    """LambdaLR: warm-up from ``warmup_factor`` then x ``gamma`` at each step (detectron2 WarmupMultiStepLR).
+
+    ``warmup_method``: "linear" ramps the factor to 1; "constant" holds ``warmup_factor`` for the
+    warm-up iterations (MEInst's configs: 500 at 1/3).
+    """
+    if warmup_method not in ("linear", "constant"):
+        raise ValueError(f"warmup_method must be 'linear' or 'constant', got {warmup_method!r}")
     steps = sorted(steps)
 
     def factor(it: int) -> float:
         f = gamma ** sum(it >= s for s in steps)
         if it < warmup_iters:
-            alpha = it / warmup_iters
+            alpha = it / warmup_iters if warmup_method == "linear" else 0.0
             f *= warmup_factor * (1 - alpha) + alpha
         return f
 
@@ -80,12 +86,17 @@ def save_checkpoint(path: str, model, optimizer=None, scheduler=None, iteration:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str, model, optimizer=None, scheduler=None, *, restore_rng: bool = True) -> int:
-    """Load with ``weights_only=True``; returns the iteration to continue from."""
+def read_checkpoint(path: str) -> dict:
+    """A checkpoint's contents, read with ``weights_only=True`` (no code runs)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
+
+
+def load_checkpoint(path: str, model, optimizer=None, scheduler=None, *, restore_rng: bool = True) -> int:
+    """Load with ``weights_only=True``; returns the iteration to continue from."""
+    state = read_checkpoint(path)
     _unwrap(model).load_state_dict(state["model"])
     if optimizer is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
@@ -108,6 +119,8 @@ class Trainer:
     max_iter : total iterations.
     out_dir : checkpoints (``last_checkpoint.pth``, ``model_final.pth``) and ``metrics.jsonl``.
     checkpoint_period : iterations between checkpoints (0: only the final one).
+    checkpoint_extra : saved with every checkpoint (the recipe stores the config, class names and
+        a mask head's codec, so a checkpoint alone rebuilds the model).
     clip_grad : max total gradient norm, or None.
     amp : "bf16" autocast on CUDA; ignored on the CPU.
     hooks : callables ``hook(trainer, iteration)`` run after every iteration (e.g. periodic eval).
@@ -115,7 +128,7 @@ class Trainer:
 
     def __init__(self, model, optimizer, scheduler, make_loader: Callable, *, max_iter: int, out_dir: str,
                  device="cpu", checkpoint_period: int = 1000, clip_grad: float | None = None, amp: str | None = None,
-                 log_period: int = 20, hooks=(), progress: bool = True):
+                 log_period: int = 20, hooks=(), progress: bool = True, checkpoint_extra: dict | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -126,6 +139,7 @@ class Trainer:
         if amp not in (None, "bf16", "none"):
             raise ValueError(f"amp must be 'bf16' or None, got {amp!r}")
         self.log_period, self.hooks, self.progress = log_period, list(hooks), progress
+        self.checkpoint_extra = checkpoint_extra
         self.iteration = 0
         self.history: list[dict] = []
         self.ddp = None
@@ -146,7 +160,8 @@ class Trainer:
 
     def save(self, path: str | None = None) -> None:
         if is_main():
-            save_checkpoint(path or self.last_checkpoint, self.model, self.optimizer, self.scheduler, self.iteration)
+            save_checkpoint(path or self.last_checkpoint, self.model, self.optimizer, self.scheduler, self.iteration,
+                            extra=self.checkpoint_extra)
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
@@ -203,6 +218,7 @@ class Trainer:
         bar.close()
         self.save()
         if is_main():
-            save_checkpoint(os.path.join(self.out_dir, "model_final.pth"), self.model, iteration=self.iteration)
+            save_checkpoint(os.path.join(self.out_dir, "model_final.pth"), self.model, iteration=self.iteration,
+                            extra=self.checkpoint_extra)
         return records
 

@@ -89,8 +89,10 @@ def test_stride_in_1x1_and_bgr_input():
                      pixel_mean=ADELAIDET_INPUT["pixel_mean"], pixel_std=(1.0, 1.0, 1.0))
     rgb.load_state_dict(model.state_dict())  # an RGB-format model fed BGR data by hand
     image = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
-    for a, b in zip(model.features(image), rgb.features(image.flip(1))):
-        torch.testing.assert_close(a, b)
+    a, b = model.features(image), rgb.features(image.flip(1))
+    assert list(a) == ["p3", "p4", "p5", "p6", "p7"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
 
 
 def test_unplaceable_keys_are_refused(tmp_path):

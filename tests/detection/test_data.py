@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maskrep.data.detection import DetectionDataset, TrainingBatches, _resized_shape, collate
+from maskrep.detection.heads import MaskMaps
 from maskrep.engine.evaluation import coco_eval, detections_to_coco
 
 
@@ -31,19 +32,21 @@ def test_item_contents_and_flip(dataset):
     assert torch.equal(a["image"].flip(-1), b["image"])
     # masks are the flipped polygons rasterised (as detectron2 does); pycocotools' rule samples a
     # column on its 1/5-pixel grid, so a flip moves a few boundary pixels
-    from maskrep.ops import mask_iou, polygons_to_masks
+    from maskrep.ops import mask_iou
 
-    poly = [k for k, p in enumerate(b["polygons"]) if p is not None]
-    assert torch.equal(b["masks"][poly], torch.from_numpy(polygons_to_masks([b["polygons"][k] for k in poly], *b["size"])))
-    assert mask_iou(a["masks"].flip(-1).numpy(), b["masks"].numpy()).mean() > 0.9
+    ma, mb = a["masks"].to_bitmap(), b["masks"].to_bitmap()
+    assert ma.shape == (len(a["boxes"]), *a["size"]) and set(a["masks"].kinds) == {"polygons", "bitmap"}
+    assert mask_iou(ma[:, :, ::-1], mb).mean() > 0.9
+    bitmaps = [k for k, kind in enumerate(a["masks"].kinds) if kind == "bitmap"]  # nearest neighbour: exact mirror
+    assert np.array_equal(ma[bitmaps][:, :, ::-1], mb[bitmaps])
     w = a["size"][1]
     torch.testing.assert_close(b["boxes"][:, [0, 2]], w - a["boxes"][:, [2, 0]])
     # the boxes enclose the masks they come with
-    for box, m in zip(a["boxes"], a["masks"]):
+    for box, m in zip(a["boxes"], ma):
         if m.any():
-            rows, cols = np.nonzero(m.numpy())
+            rows, cols = np.nonzero(m)
             assert box[0] <= cols.min() + 1 and box[2] >= cols.max() - 1 and box[1] <= rows.min() + 1
-    assert len(a["polygons"]) == len(a["labels"]) == len(a["boxes"])
+    assert len(a["masks"]) == len(a["labels"]) == len(a["boxes"])
 
 
 def test_collate_pads_to_32(dataset):
@@ -82,8 +85,9 @@ def test_perfect_detections_score_ap_one(synthetic, min_size):
     for i in range(len(ds)):
         item = ds[i]
         n = len(item["boxes"])
+        maps = torch.from_numpy(item["masks"].to_bitmap()).float()  # (n, h, w): image frame at stride 1
         det = {"boxes": item["boxes"], "scores": torch.linspace(1, 0.5, n), "labels": item["labels"],
-               "masks": item["masks"]}
+               "mask": MaskMaps(maps, "image", stride=1)}
         results.extend(detections_to_coco(det, item, ds.category_ids))
     assert results and "segmentation" in results[0]
     box = coco_eval(ds.coco.path, results, "bbox")

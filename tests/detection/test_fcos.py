@@ -6,14 +6,20 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from maskrep.detection import FCOS, compute_locations
+from maskrep.detection import FCOS, FCOSOutput, compute_locations
 from maskrep.detection.losses import centerness_target, giou_loss_ltrb, sigmoid_focal_loss
 
 
 def _fcos(**kw):
     kw.setdefault("strides", (8, 16))
     kw.setdefault("sizes_of_interest", (64,))
+    kw.setdefault("in_features", ("p3", "p4"))
     return FCOS(8, 3, num_convs=1, **kw)
+
+
+def _output(fcos, d, h=32, w=32):
+    """Hand-made per-level predictions as FCOS's output record."""
+    return FCOSOutput(d["logits"], d["bbox_reg"], d["ctrness"], [], _locs(fcos, h, w), fcos.strides, (h, w))
 
 
 def _locs(fcos, h=32, w=32):
@@ -112,10 +118,10 @@ def test_loss_normalisation():
     locs = _locs(fcos)
     out = {"logits": [torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)],
            "bbox_reg": [torch.rand(2, 4, 4, 4) * 2, torch.rand(2, 4, 2, 2) * 2],
-           "ctrness": [torch.randn(2, 1, 4, 4), torch.randn(2, 1, 2, 2)], "top_feats": []}
+           "ctrness": [torch.randn(2, 1, 4, 4), torch.randn(2, 1, 2, 2)]}
     targets = [{"boxes": torch.tensor([[0.0, 0.0, 16.0, 16.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[8.0, 8.0, 30.0, 30.0], [0.0, 0.0, 40.0, 8.0]]), "labels": torch.tensor([0, 2])}]
-    losses, pos = fcos.losses(out, locs, targets)
+    losses, pos = fcos.losses(_output(fcos, out), targets)
 
     # recompute by hand in level-first order
     per_img = [fcos.targets_for_image(locs, t["boxes"], t["labels"]) for t in targets]
@@ -143,14 +149,32 @@ def test_loss_normalisation():
     assert set(pos.im_inds.tolist()) == {0, 1}
     assert pos.gt_inds[pos.im_inds == 1].min().item() >= 1  # image 1's GTs come after image 0's one
     assert torch.equal(pos.locations, torch.cat([locs[0], locs[0], locs[1], locs[1]])[pos.pos_inds])
+    # what heads need without recomputing FCOS facts: GT class and box, level stride, the location's
+    # index in its level, and the predicted box (location -/+ predicted distances times the stride)
+    all_boxes = torch.cat([t["boxes"] for t in targets])
+    assert torch.equal(pos.gt_boxes, all_boxes[pos.gt_inds])
+    assert pos.labels.tolist() == torch.cat([t["labels"] for t in targets])[pos.gt_inds].tolist()
+    assert pos.strides.tolist() == [8.0 if lvl == 0 else 16.0 for lvl in pos.fpn_levels.tolist()]
+    for lvl in (0, 1):
+        sel = pos.fpn_levels == lvl
+        assert torch.equal(locs[lvl][pos.loc_inds[sel]], pos.locations[sel])
+    d = rp[p] * pos.strides[:, None]
+    expected_boxes = torch.stack([pos.locations[:, 0] - d[:, 0], pos.locations[:, 1] - d[:, 1],
+                                  pos.locations[:, 0] + d[:, 2], pos.locations[:, 1] + d[:, 3]], 1)
+    torch.testing.assert_close(pos.pred_boxes, expected_boxes)
+    # the reg targets, mapped back, are the GT boxes
+    t = pos.reg_targets * pos.strides[:, None]
+    back = torch.stack([pos.locations[:, 0] - t[:, 0], pos.locations[:, 1] - t[:, 1],
+                        pos.locations[:, 0] + t[:, 2], pos.locations[:, 1] + t[:, 3]], 1)
+    torch.testing.assert_close(back, pos.gt_boxes)
 
 
 def test_no_positives_gives_finite_losses_with_graph():
     fcos = _fcos()
     out = {"logits": [torch.randn(1, 3, 4, 4, requires_grad=True), torch.randn(1, 3, 2, 2)],
            "bbox_reg": [torch.rand(1, 4, 4, 4, requires_grad=True), torch.rand(1, 4, 2, 2)],
-           "ctrness": [torch.randn(1, 1, 4, 4, requires_grad=True), torch.randn(1, 1, 2, 2)], "top_feats": []}
-    losses, pos = fcos.losses(out, _locs(fcos), [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0).long()}])
+           "ctrness": [torch.randn(1, 1, 4, 4, requires_grad=True), torch.randn(1, 1, 2, 2)]}
+    losses, pos = fcos.losses(_output(fcos, out), [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0).long()}])
     assert len(pos.pos_inds) == 0
     assert all(torch.isfinite(v) and v.requires_grad for v in losses.values())
     assert losses["loss_fcos_loc"].item() == 0.0
@@ -160,27 +184,27 @@ def test_inference_decodes_boxes_and_scores():
     fcos = _fcos(score_thresh=0.05)
     out = {"logits": [torch.full((1, 3, 4, 4), -10.0), torch.full((1, 3, 2, 2), -10.0)],
            "bbox_reg": [torch.ones(1, 4, 4, 4), torch.ones(1, 4, 2, 2)],
-           "ctrness": [torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 2, 2)], "top_feats": []}
+           "ctrness": [torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 2, 2)]}
     out["logits"][0][0, 2, 1, 1] = 2.0  # point (12, 12), class 2
     out["logits"][0][0, 2, 1, 2] = 1.0  # point (20, 12): its box overlaps the first by IoU 1/3
     out["bbox_reg"][0][0, :, 1, 1] = torch.tensor([0.5, 1.0, 1.5, 2.0])
-    dets = fcos.inference(out, _locs(fcos), [(32, 32)])[0]
+    dets = fcos.inference(_output(fcos, out), [(32, 32)])[0]
     assert dets["labels"].tolist() == [2, 2]
     assert dets["boxes"][0].tolist() == [8.0, 4.0, 24.0, 28.0]  # (12 - 4, 12 - 8, 12 + 12, 12 + 16)
     assert dets["scores"][0].item() == pytest.approx(math.sqrt(torch.sigmoid(torch.tensor(2.0)).item() * 0.5))
     assert dets["fpn_levels"].tolist() == [0, 0]
     fcos.nms_thresh = 0.3  # now the second box goes
-    assert len(fcos.inference(out, _locs(fcos), [(32, 32)])[0]["boxes"]) == 1
+    assert len(fcos.inference(_output(fcos, out), [(32, 32)])[0]["boxes"]) == 1
     fcos.nms_thresh = 0.6
     fcos.post_nms_topk = 1  # the cap keeps the best
-    assert fcos.inference(out, _locs(fcos), [(32, 32)])[0]["boxes"].tolist() == [[8.0, 4.0, 24.0, 28.0]]
+    assert fcos.inference(_output(fcos, out), [(32, 32)])[0]["boxes"].tolist() == [[8.0, 4.0, 24.0, 28.0]]
     for no_cap in (0, -1):  # AdelaiDet: a cap of 0 or less keeps everything
         fcos.post_nms_topk = no_cap
-        assert len(fcos.inference(out, _locs(fcos), [(32, 32)])[0]["boxes"]) == 2
+        assert len(fcos.inference(_output(fcos, out), [(32, 32)])[0]["boxes"]) == 2
 
 
 def test_towers_have_biases_and_scales_are_one_element():
-    fcos = FCOS(8, 3, num_convs=2, strides=(8, 16), sizes_of_interest=(64,))
+    fcos = FCOS(8, 3, num_convs=2, strides=(8, 16), sizes_of_interest=(64,), in_features=("p3", "p4"))
     convs = [m for m in fcos.head.cls_tower.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 2 and all(c.bias is not None for c in convs)
     assert [tuple(s.scale.shape) for s in fcos.head.scales] == [(1,), (1,)]
@@ -190,7 +214,7 @@ def _random_batch(seed=0):
     torch.manual_seed(seed)
     out = {"logits": [torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 2)],
            "bbox_reg": [torch.rand(2, 4, 4, 4) * 2, torch.rand(2, 4, 2, 2) * 2],
-           "ctrness": [torch.randn(2, 1, 4, 4), torch.randn(2, 1, 2, 2)], "top_feats": []}
+           "ctrness": [torch.randn(2, 1, 4, 4), torch.randn(2, 1, 2, 2)]}
     targets = [{"boxes": torch.tensor([[0.0, 0.0, 16.0, 16.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[8.0, 8.0, 30.0, 30.0], [0.0, 0.0, 40.0, 8.0]]), "labels": torch.tensor([0, 2])}]
     return out, targets
@@ -202,9 +226,8 @@ def test_box_quality_iou_by_hand():
     out, targets = _random_batch()
     ref = _fcos()
     fcos = _fcos(box_quality="iou")
-    locs = _locs(fcos)
-    base, pos = ref.losses(out, locs, targets)
-    losses, pos_iou = fcos.losses(out, locs, targets)
+    base, pos = ref.losses(_output(fcos, out), targets)
+    losses, pos_iou = fcos.losses(_output(fcos, out), targets)
     assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_quality"}
     assert torch.equal(pos.pos_inds, pos_iou.pos_inds) and losses["loss_fcos_cls"] == base["loss_fcos_cls"]
     p = pos.pos_inds
@@ -222,18 +245,17 @@ def test_box_quality_iou_by_hand():
 def test_class_loss_normalisers():
     out, targets = _random_batch()
     fg = _fcos()
-    locs = _locs(fg)
-    base, pos = fg.losses(out, locs, targets)
+    base, pos = fg.losses(_output(fg, out), targets)
     focal_sum = base["loss_fcos_cls"].item() * len(pos.pos_inds)
-    every = _fcos(loss_normalizer_cls="all").losses(out, locs, targets)[0]["loss_fcos_cls"].item()
+    every = _fcos(loss_normalizer_cls="all").losses(_output(fg, out), targets)[0]["loss_fcos_cls"].item()
     assert every == pytest.approx(focal_sum / (2 * (16 + 4)), rel=1e-6)  # all locations of both images
     moving = _fcos(loss_normalizer_cls="moving_fg")
     n = len(pos.pos_inds)
     expected = 100.0
     for _ in range(3):  # the moving average starts at 100 and moves 10% towards the positives per step
         expected = 0.9 * expected + 0.1 * n
-        assert moving.losses(out, locs, targets)[0]["loss_fcos_cls"].item() == pytest.approx(focal_sum / expected, rel=1e-6)
+        assert moving.losses(_output(fg, out), targets)[0]["loss_fcos_cls"].item() == pytest.approx(focal_sum / expected, rel=1e-6)
     assert moving.state_dict()["moving_num_fg"].item() == pytest.approx(expected)  # checkpoints keep it
     moving.eval()
-    moving.losses(out, locs, targets)  # evaluation does not move it
+    moving.losses(_output(fg, out), targets)  # evaluation does not move it
     assert moving.moving_num_fg.item() == pytest.approx(expected)

@@ -1,4 +1,4 @@
-"""torch.distributed helpers; every function also works without a process group (one process)."""
+"""torch.distributed helpers (the floor every stage may use); every function also works without a process group."""
 
 from __future__ import annotations
 

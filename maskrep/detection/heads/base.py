@@ -1,0 +1,105 @@
+"""The mask-head contract every method plugs into FCOS with (docs/heads.md).
+
+A head is an ``nn.Module`` with three methods, called by :class:`maskrep.detection.Detector`:
+
+- ``forward(features, fcos_out) -> head_out``: from the FPN levels (by name; the head lists the
+  ones it needs in ``in_features``) and FCOS's outputs (:class:`maskrep.detection.FCOSOutput`:
+  box-tower features, locations, strides), everything the head predicts for the batch: dense
+  per-location codes, shared maps;
+- ``losses(head_out, positives, targets) -> {name: scalar}``: from FCOS's positives
+  (:class:`maskrep.detection.Positives`: GT index, GT and predicted boxes, strides, centerness
+  targets, normalisers) and the targets (``masks``: :class:`maskrep.structures.InstanceMasks`);
+- ``predict(head_out, detections) -> None``: gives each image's detections a ``mask``, a
+  :class:`MaskMaps` (box-frame S x S maps, or image-frame maps at a stride), which
+  :mod:`maskrep.detection.postprocess` turns into full-image masks and COCO RLE.
+
+Which of the two the detector calls is decided by ``self.training``, never by whether targets
+were passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ...structures import InstanceMasks
+from ..fcos import FCOSOutput, Positives, gather_levels
+
+__all__ = ["MaskHead", "MaskMaps", "gt_masks_of"]
+
+
+@dataclass
+class MaskMaps:
+    """One image's n detection masks before pasting.
+
+    maps : Tensor of shape (n, S, S) when ``frame == "box"`` (each map stretched over its
+        detection's box), or (n, H', W') when ``frame == "image"`` (over the padded input, one
+        cell per ``stride`` pixels).
+    frame : "box" or "image"
+    stride : input pixels per map cell ("image" frame).
+    threshold : a pixel is foreground where the resampled map is >= threshold.
+    """
+
+    maps: torch.Tensor
+    frame: str = "box"
+    stride: int = 1
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        if self.frame not in ("box", "image"):
+            raise ValueError(f"frame must be 'box' or 'image', got {self.frame!r}")
+        if self.maps.dim() != 3:
+            raise ValueError(f"maps must be (n, S, S) or (n, H', W'), got shape {tuple(self.maps.shape)}")
+
+
+def gt_masks_of(targets: list[dict], who: str) -> list[InstanceMasks]:
+    """The targets' ``masks`` containers, with a message that says how to get them when absent."""
+    masks = [t.get("masks") for t in targets]
+    if any(not isinstance(m, InstanceMasks) for m in masks):
+        raise ValueError(f"{who} trains on instance masks, but the targets carry no 'masks' container: build the "
+                         "dataset with with_masks=True (config data.with_masks=True)")
+    for t, m in zip(targets, masks):
+        if len(m) != len(t["boxes"]):
+            raise ValueError(f"{who}: an image has {len(t['boxes'])} boxes but {len(m)} masks")
+    return masks
+
+
+class MaskHead(nn.Module):
+    """Base of the mask heads. Subclasses set ``in_features`` and implement the three methods.
+
+    Helpers: :meth:`at_positives` and :meth:`at_detections` read per-location codes out of dense
+    per-level maps; :meth:`weighted_mean` is the centerness-weighted normalisation the FCOS-based
+    methods share.
+    """
+
+    #: FPN levels the head reads from ``features``, by name ("p2" ... "p7").
+    in_features: tuple[str, ...] = ()
+
+    def forward(self, features: dict[str, torch.Tensor], fcos_out: FCOSOutput) -> dict:
+        raise NotImplementedError
+
+    def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, head_out: dict, detections: list[dict]) -> None:
+        raise NotImplementedError
+
+    # ---- shared pieces ------------------------------------------------------------------------------
+
+    @staticmethod
+    def at_positives(per_level: list[torch.Tensor], positives: Positives) -> torch.Tensor:
+        """(P, C) codes of the positives from per-level (B, C, H_l, W_l) maps."""
+        return gather_levels(per_level, positives.fpn_levels, positives.im_inds, positives.loc_inds)
+
+    @staticmethod
+    def at_detections(per_level: list[torch.Tensor], det: dict, image: int) -> torch.Tensor:
+        """(n, C) codes of one image's detections."""
+        images = torch.full_like(det["fpn_levels"], image)
+        return gather_levels(per_level, det["fpn_levels"], images, det["loc_inds"])
+
+    @staticmethod
+    def weighted_mean(per_instance: torch.Tensor, positives: Positives, scale: float = 1.0) -> torch.Tensor:
+        """sum_i c_i l_i / loss_denorm (centerness targets c, their sum averaged over processes)."""
+        return scale * (per_instance * positives.gt_ctrs).sum() / positives.loss_denorm

@@ -1,0 +1,76 @@
+"""From a head's mask maps to full-image masks at the original image size: the one paste path.
+
+Heads give each image's detections a :class:`maskrep.detection.heads.MaskMaps`: box-frame S x S maps
+(MEInst, CRMask, BlendMask, RefineMask) are pasted into the detections' boxes
+(:func:`maskrep.ops.paste_masks`, detectron2's rule); image-frame maps at a stride (EmbedMask,
+CenterMask) are resampled once, bilinearly, from the padded input grid to the original image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..ops.masks import paste_masks
+from .heads.base import MaskMaps
+
+__all__ = ["masks_in_image", "scale_boxes"]
+
+
+def scale_boxes(boxes, input_size: tuple[int, int], output_size: tuple[int, int], *, flipped: bool = False) -> np.ndarray:
+    """(n, 4) xyxy boxes of the resized (and possibly flipped) input -> the original image's frame."""
+    (h, w), (big_h, big_w) = input_size, output_size
+    b = torch.as_tensor(boxes).detach().float().cpu().numpy().astype(np.float64).reshape(-1, 4)
+    b = b * [big_w / w, big_h / h, big_w / w, big_h / h]
+    if flipped:
+        b = np.stack([big_w - b[:, 2], b[:, 1], big_w - b[:, 0], b[:, 3]], axis=1)
+    return b
+
+
+def masks_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_size: tuple[int, int], *,
+                   flipped: bool = False, chunk: int = 16) -> np.ndarray:
+    """One image's detection masks at the original image size: (n, H, W) bool.
+
+    Parameters
+    ----------
+    mask : MaskMaps
+        The head's maps for the image's n detections.
+    boxes : (n, 4) xyxy in the resized input frame (the detections' boxes).
+    input_size : (h, w) of the resized, unpadded input the detector saw.
+    output_size : (H, W) of the original image.
+    flipped : the input was the image flipped horizontally (the masks are flipped back).
+
+    Notes
+    -----
+    Box frame: the boxes are scaled to the original image and each map is pasted into its box at
+    that resolution (bilinear, zeros outside the crop, >= threshold). Image frame: each output
+    pixel's centre is mapped to the input, (Y + 0.5) h / H, then to the map,
+    y_in / stride - 0.5, and read bilinearly (edge values repeat past the last cell); one
+    resampling instead of the originals' up-sample, crop and resize, which agree with it up to
+    interpolation differences.
+    """
+    n = mask.maps.shape[0]
+    big_h, big_w = output_size
+    if mask.frame == "box":
+        out_boxes = scale_boxes(boxes, input_size, output_size)
+        maps = mask.maps.detach().double().cpu().numpy()
+        masks = paste_masks(maps, out_boxes, (big_h, big_w), threshold=mask.threshold)
+    else:
+        h, w = input_size
+        maps = mask.maps.detach().float()
+        hm, wm = maps.shape[-2:]
+        ys = ((torch.arange(big_h, device=maps.device) + 0.5) * (h / big_h)) / mask.stride - 0.5  # map rows
+        xs = ((torch.arange(big_w, device=maps.device) + 0.5) * (w / big_w)) / mask.stride - 0.5
+        gy = (2 * ys + 1) / hm - 1  # align_corners=False normalisation
+        gx = (2 * xs + 1) / wm - 1
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # (H, W, 2) as (x, y)
+        masks = np.zeros((n, big_h, big_w), dtype=bool)
+        for s in range(0, n, chunk):
+            part = maps[s : s + chunk, None]  # (c, 1, H', W')
+            values = F.grid_sample(part, grid[None].expand(len(part), -1, -1, -1), mode="bilinear",
+                                   padding_mode="border", align_corners=False)[:, 0]
+            masks[s : s + chunk] = (values >= mask.threshold).cpu().numpy()
+    if flipped:
+        masks = np.ascontiguousarray(masks[:, :, ::-1])
+    return masks

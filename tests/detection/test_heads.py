@@ -1,0 +1,118 @@
+"""Conformance of every mask head in the table: forward, finite losses, gradients to every
+parameter, COCO segm output, state-dict round trip. A new head is tested the moment it is listed."""
+
+import copy
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import pytest
+import torch
+
+from maskrep.codecs import PCACodec
+from maskrep.data.detection import DetectionDataset, collate
+from maskrep.detection import build_fcos, list_heads
+from maskrep.detection.heads import MaskMaps, get_head
+from maskrep.engine.evaluation import detections_to_coco
+
+
+def _pca():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:8, 0:8]
+    masks = np.stack([(yy - rng.uniform(2, 6)) ** 2 + (xx - rng.uniform(2, 6)) ** 2 < rng.uniform(4, 12)
+                      for _ in range(200)])
+    return PCACodec(mask_size=8, dim=6).fit(masks)
+
+
+#: small settings per head (FPN channels 16), with each head's options
+SMALL = {
+    "crmask": lambda: {"mask_size": 6, "rank": 2},
+    "crmask/reg": lambda: {"mask_size": 6, "rank": 2, "mode": "reg"},
+    "meinst": lambda: {"codec": _pca(), "num_convs": 1},
+    "meinst/mask-loss": lambda: {"codec": _pca(), "num_convs": 1, "loss": "mask"},
+}
+
+
+def test_every_head_has_small_params():
+    assert set(list_heads()) <= {k.split("/")[0] for k in SMALL}, "add small test settings for the new head"
+
+
+def _model(name):
+    torch.manual_seed(0)
+    head = get_head(name.split("/")[0], in_channels=16, **SMALL[name]())
+    return build_fcos(6, depth=18, norm="GN", freeze_at=0, width=8, fpn_channels=16, fpn_norm="GN",
+                      use_p2="p2" in head.in_features, mask_head=head, fcos={"num_convs": 1})
+
+
+@pytest.fixture(scope="module")
+def batch(synthetic):
+    ds = DetectionDataset(*synthetic["train"], min_size=96, max_size=160, with_masks=True, filter_empty=True)
+    return ds, collate([ds[0], ds[1]])
+
+
+@pytest.fixture(params=sorted(SMALL))
+def name(request):
+    return request.param
+
+
+def test_losses_finite_and_gradients_reach_every_parameter(name, batch):
+    _, (images, targets) = batch
+    model = _model(name).train()
+    losses = model(images, targets)
+    assert {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask"} <= set(losses)
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    head_params = {n for n, _ in model.mask_head.named_parameters()}
+    missing = [n for n, p in model.mask_head.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert head_params and not missing, f"no gradient reaches {missing}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_no_instances_still_trains(name, batch):
+    _, (images, targets) = batch
+    model = _model(name).train()
+    empty = [dict(t, boxes=t["boxes"][:0], labels=t["labels"][:0], masks=t["masks"][[]]) for t in targets]
+    losses = model(images, empty)
+    assert all(torch.isfinite(v) and v.requires_grad for v in losses.values())
+
+
+def test_eval_output_is_coco_segm_and_state_dict_round_trips(name, batch):
+    ds, (images, targets) = batch
+    model = _model(name).eval()
+    with torch.no_grad():
+        model.fcos.score_thresh = 0.0  # an untrained model: keep every candidate
+        dets = model(images, image_sizes=[t["size"] for t in targets])
+    assert all(isinstance(d["mask"], MaskMaps) and len(d["mask"].maps) == len(d["boxes"]) > 0 for d in dets)
+    results = detections_to_coco(dets[0], targets[0], ds.category_ids)
+    seg = results[0]["segmentation"]
+    assert set(results[0]) == {"image_id", "category_id", "bbox", "score", "segmentation"}
+    assert seg["size"] == list(targets[0]["orig_size"]) and isinstance(seg["counts"], str)
+    assert mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).shape == tuple(targets[0]["orig_size"])
+    again = _model(name)
+    with torch.no_grad():
+        for p in again.parameters():
+            p.add_(1.0)  # differ first
+    again.load_state_dict(copy.deepcopy(model.state_dict()))
+    again.eval()
+    again.fcos.score_thresh = 0.0
+    with torch.no_grad():
+        dets2 = again(images, image_sizes=[t["size"] for t in targets])
+    for a, b in zip(dets, dets2):
+        assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["mask"].maps, b["mask"].maps)
+
+
+def test_targets_without_masks_say_how_to_get_them(batch):
+    _, (images, targets) = batch
+    bare = [{k: v for k, v in t.items() if k != "masks"} for t in targets]
+    with pytest.raises(ValueError, match=r"targets carry no 'masks' container: build the dataset with with_masks=True"):
+        _model("meinst").train()(images, bare)
+
+
+def test_training_mode_needs_targets(batch):
+    _, (images, _) = batch
+    with pytest.raises(ValueError, match="training mode and needs targets; call model.eval"):
+        _model("crmask").train()(images)
+
+
+def test_unknown_head_lists_the_table():
+    with pytest.raises(KeyError, match="unknown mask head 'meinstt'; valid names: crmask, meinst"):
+        get_head("meinstt")

@@ -1,0 +1,64 @@
+"""Imports point backwards along the data flow: io/structures/ops -> data, codecs -> assembly ->
+detection -> engine -> the command line. A module importing from a later stage fails here."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "maskrep"
+
+#: stage of each top-level part of the package (lower = earlier)
+STAGES = {
+    "_config": 0, "_kernels": 0, "_array": 0, "distributed": 0,
+    "ops": 1, "structures": 1,
+    "data": 2, "codecs": 2,
+    "assembly": 3,
+    "detection": 4,
+    "engine": 5,
+    "viz": 0,  # pictures: imports nothing of maskrep, so any stage may draw
+    "demo": 6, "cli": 6, "cli_codecs": 6, "cli_detection": 6, "testing": 6,
+}
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else "__init__"
+
+
+def _imports(path: Path, module: str):
+    tree = ast.parse(path.read_text())
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("maskrep"):
+                yield node.lineno, target
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("maskrep"):
+                    yield node.lineno, alias.name
+
+
+def test_every_part_has_a_stage():
+    parts = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | {
+        p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert parts <= set(STAGES), f"give these a stage: {sorted(parts - set(STAGES))}"
+
+
+def test_imports_point_backwards():
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        if module == "maskrep":
+            continue
+        own = STAGES[_part(module)]
+        for line, target in _imports(path, module):
+            if target == "maskrep":
+                continue
+            if STAGES[_part(target)] > own:
+                wrong.append(f"{module}:{line} imports {target}")
+    assert not wrong, "imports against the data flow:\n" + "\n".join(wrong)
