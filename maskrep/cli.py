@@ -1,9 +1,16 @@
-"""The ``maskrep`` command line: ``maskrep synth | demo | fit | reconstruct | train | eval``."""
+"""The ``maskrep`` command line: ``maskrep synth | demo | fit | reconstruct | train | eval | predict | convert``.
+
+Errors print as ``maskrep: error: <message>``: exit code 2 for bad input (a file, a value, a
+setting), 1 for a failure while working; ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+#: exceptions that mean "the input is wrong" (exit 2); anything else is a failure (exit 1)
+INPUT_ERRORS = (ValueError, LookupError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 def _cmd_synth(args) -> int:
@@ -23,35 +30,57 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="maskrep", description="Instance-mask representations: codecs and tools.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import __version__
 
-    p = sub.add_parser("synth", help="write a seeded synthetic COCO-format data set (train and val)")
+    parser = argparse.ArgumentParser(prog="maskrep", description="Instance-mask representations: codecs, mask "
+                                     "heads on FCOS, training, evaluation and tools.")
+    parser.add_argument("--version", action="version", version=f"maskrep {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+    p = add("synth", "write a seeded synthetic COCO-format data set (train and val)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--num-train", type=int, default=48)
-    p.add_argument("--num-val", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-train", type=int, default=48, help="training images (48)")
+    p.add_argument("--num-val", type=int, default=16, help="validation images (16)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same files (0)")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("demo", help="the main job on the embedded synthetic data set")
+    p = add("demo", "the main job on an embedded synthetic data set: fit every codec, measure, draw")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    p.add_argument("--num-train", type=int, default=48)
-    p.add_argument("--num-val", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-train", type=int, default=48, help="synthetic training images (48)")
+    p.add_argument("--num-val", type=int, default=16, help="synthetic validation images (16)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.set_defaults(func=_cmd_demo)
 
-    from . import cli_codecs
+    from . import cli_codecs, cli_detection
 
-    cli_codecs.add_commands(sub)
-    from . import cli_detection
-
-    cli_detection.add_commands(sub)
+    cli_codecs.add_commands(add)
+    cli_detection.add_commands(add)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if extra:  # key=value overrides may stand between options
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("maskrep: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"maskrep: error: {message or type(e).__name__}", file=sys.stderr)
+        return 2 if isinstance(e, INPUT_ERRORS) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

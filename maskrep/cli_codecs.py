@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
+
+from ._io import atomic_write_json
 
 
 def _add_data_args(p) -> None:
@@ -25,6 +26,14 @@ def _instances(args):
     return insts
 
 
+def _writable(path: str) -> None:
+    """Create ``path``'s folder and check a file can be written there, before any work is done."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write to {folder} (for {path})")
+
+
 def _cmd_fit(args) -> int:
     from .codecs import get_codec
     from .engine.reconstruction import fit_codec
@@ -41,8 +50,11 @@ def _cmd_fit(args) -> int:
     if args.codec == "svd" and args.mode is not None:
         params["mode"] = args.mode
     codec = get_codec(args.codec, **params)
-    fit_codec(codec, _instances(args))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    _writable(args.out)
+    insts = _instances(args)
+    if not insts:
+        raise ValueError(f"{args.annotations}: no instances to fit on (after the filters)")
+    fit_codec(codec, insts)
     codec.save(args.out)
     print(f"saved {codec!r} to {args.out}")
     return 0
@@ -54,14 +66,18 @@ def _cmd_reconstruct(args) -> int:
     codecs = [parse_codec_spec(spec) for spec in args.codec]
     for spec, codec in zip(args.codec, codecs):
         if not codec.is_fitted:
-            raise SystemExit(f"codec {spec!r} needs fitting: run `maskrep fit {codec.name} ...` and pass the saved file")
+            raise ValueError(f"codec {spec!r} needs fitting: run `maskrep fit {codec.name} ...` and pass the saved file")
+    for out in (args.json, args.plot):  # make sure the results can be written before the work starts
+        if out:
+            _writable(out)
     insts = _instances(args)
+    if not insts:
+        raise ValueError(f"{args.annotations}: no instances to reconstruct (after the filters)")
     results = [evaluate_reconstruction(c, insts, full_image=not args.crop_only, meinst_jitter_seed=args.meinst_jitter)
                for c in codecs]
     print(format_table(results))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        atomic_write_json(args.json, results, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
         plot_rate_distortion(results, args.plot, key="crop_iou" if args.crop_only else "full_iou")
@@ -69,8 +85,8 @@ def _cmd_reconstruct(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
-    p = sub.add_parser("fit", help="fit a codec on the box crops of a COCO data set and save it")
+def add_commands(add) -> None:
+    p = add("fit", "fit a codec on the box crops of a COCO data set and save it")
     p.add_argument("codec", help="codec name (bitmap, dct, pca, svd)")
     _add_data_args(p)
     p.add_argument("--mask-size", type=int, default=28, help="crop side S (default 28)")
@@ -85,7 +101,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="output .npz (for pca: AdelaiDet's format plus a header)")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("reconstruct", help="measure codecs' round-trip quality on a COCO data set")
+    p = add("reconstruct", "measure codecs' round-trip quality on a COCO data set")
     p.add_argument("--codec", action="append", required=True,
                    help="a saved codec .npz, or name:key=value,... (repeatable)")
     _add_data_args(p)

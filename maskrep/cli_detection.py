@@ -2,39 +2,50 @@
 
 from __future__ import annotations
 
-import json
+import sys
 
 
 def _config(args):
-    from .engine.recipe import load_config
+    from .engine.recipe import load_config, validate_config
 
+    if args.config is None:
+        return None, None
     cfg, module = load_config(args.config, args.overrides)
     if args.data:
         cfg["data"]["train"] = cfg["data"]["val"] = tuple(args.data)
     if args.out:
         cfg["out_dir"] = args.out
+    validate_config(cfg, where=args.config)
     return cfg, module
 
 
 def _cmd_train(args) -> int:
     from .distributed import is_main
+    from .engine.evaluation import format_metrics
     from .engine.recipe import train
+    from .engine.trainer import TrainingInterrupted
 
     cfg, module = _config(args)
-    result = train(cfg, module, resume=not args.no_resume)
+    try:
+        result = train(cfg, module, resume=not args.no_resume)
+    except TrainingInterrupted as e:
+        print(f"maskrep: {e}", file=sys.stderr)
+        return 130 if e.signal_name == "SIGINT" else 143
     if is_main():
-        print(json.dumps(result, indent=1))
+        print(f"trained {result['iterations']} iterations in {result['train_seconds']:.0f} s; results in {cfg['out_dir']}")
+        print(format_metrics(result["metrics"]))
     return 0
 
 
 def _cmd_eval(args) -> int:
     from .distributed import is_main
+    from .engine.evaluation import format_metrics
     from .engine.recipe import evaluate
 
     cfg, module = _config(args)
-    metrics = evaluate(cfg, args.checkpoint, module)
+    metrics = evaluate(cfg, args.checkpoint, module, out_dir=args.out, per_category=args.per_category, data=args.data)
     if is_main():
-        print(json.dumps(metrics, indent=1))
+        print(format_metrics(metrics, per_category=args.per_category))
     return 0
 
 
@@ -56,29 +67,31 @@ def _cmd_predict(args) -> int:
     return 0
 
 
-def _common(p) -> None:
-    p.add_argument("--config", required=True, help="Python config file defining `cfg` (see experiments/fcos/)")
+def _common(p, *, config_required: bool = True) -> None:
+    p.add_argument("--config", required=config_required,
+                   help="Python config file defining `cfg` (see experiments/)" +
+                        ("" if config_required else "; default: the config the checkpoint carries"))
     p.add_argument("--data", nargs=2, metavar=("ANNOTATIONS", "IMAGE_DIR"),
                    help="a COCO-format dataset to train and evaluate on (overrides data.train and data.val)")
-    p.add_argument("--out", help="output folder (overrides out_dir)")
+    p.add_argument("--out", help="output folder (train: overrides out_dir; eval: default eval_<checkpoint> beside it)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. solver.lr=0.02")
 
 
-def add_commands(sub) -> None:
-    p = sub.add_parser("train", help="train a detector from a config (resumes from out_dir); run under torchrun "
-                                     "for several GPUs or nodes")
+def add_commands(add) -> None:
+    p = add("train", "train a detector from a config (resumes from out_dir); run under torchrun for several GPUs "
+                     "or nodes")
     _common(p)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if out_dir has a checkpoint")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("convert", help="rename the weights of another project's checkpoint for maskrep")
+    p = add("convert", "rename the weights of another project's checkpoint for maskrep")
     p.add_argument("kind", choices=("adelaidet-fcos",), help="what the checkpoint is: an AdelaiDet/detectron2 FCOS")
     p.add_argument("src", help="the checkpoint (.pth)")
     p.add_argument("dst", help="where to write maskrep's checkpoint")
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("predict", help="run a trained checkpoint on images: pictures with masks, boxes, classes "
-                                       "and scores, and optionally COCO-format JSON")
+    p = add("predict", "run a trained checkpoint on images: pictures with masks, boxes, classes and scores, and "
+                       "optionally COCO-format JSON")
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by maskrep train (it carries its config)")
     p.add_argument("--input", nargs="+", required=True, metavar="IMAGE", help="image files")
     p.add_argument("--output", required=True, help="folder for the pictures (one PNG per image)")
@@ -87,7 +100,8 @@ def add_commands(sub) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("eval", help="COCO-evaluate a checkpoint")
-    _common(p)
-    p.add_argument("--checkpoint", required=True)
+    p = add("eval", "COCO-evaluate a checkpoint (box and mask AP), printing COCOeval's summary")
+    _common(p, config_required=False)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by maskrep train")
+    p.add_argument("--per-category", action="store_true", help="also print the AP of every category")
     p.set_defaults(func=_cmd_eval)

@@ -139,12 +139,14 @@ class InstanceMasks:
             out[k] = crop_masks_in_boxes(self._bitmap(k)[None], boxes_np[k : k + 1].astype(np.float64), size=size)[0]
         return like(out, boxes)
 
-    def to_bitmap(self, stride: int = 1, padded_size: tuple[int, int] | None = None) -> np.ndarray:
+    def to_bitmap(self, stride: int = 1, padded_size: tuple[int, int] | None = None, *,
+                  offset: int | None = None) -> np.ndarray:
         """Full-image masks, zero-padded to ``padded_size``, sampled every ``stride`` pixels.
 
         Returns (N, Hp // stride, Wp // stride) bool: cell (i, j) is the pixel
-        (i * stride + stride // 2, j * stride + stride // 2) of the padded mask (the point sampling
-        CondInst and EmbedMask's detectron2 port use for their stride-4 targets).
+        (i * stride + offset, j * stride + offset) of the padded mask. The default offset
+        ``stride // 2`` is the point sampling CondInst and EmbedMask's detectron2 port use for their
+        stride-4 targets; 0 is what nearest-neighbour down-sampling (``F.interpolate``) picks.
         """
         if self.image_size is None:
             raise ValueError("to_bitmap needs masks of one image (image_size is None)")
@@ -159,7 +161,7 @@ class InstanceMasks:
             full[poly, :h, :w] = polygons_to_masks([self._items[k] for k in poly], h, w)
         for k in (k for k, kind in enumerate(kinds) if kind != "polygons"):
             full[k, :h, :w] = self._bitmap(k)
-        start = stride // 2
+        start = stride // 2 if offset is None else int(offset)
         return full[:, start::stride, start::stride][:, : hp // stride, : wp // stride]
 
     # ---- data augmentation -------------------------------------------------------------------------

@@ -114,3 +114,31 @@ def greedy_nms(boxes, scores, labels, threshold):
         if ok:
             keep.append(i)
     return keep
+
+
+def aligned_bilinear_transcribed(x, factor):
+    """CondInst's aligned_bilinear as AdelaiDet writes it: replicate-pad right/bottom by one,
+    interpolate with align_corners=True to (f h + 1, f w + 1), replicate-pad f // 2 at left/top,
+    crop to (f h, f w). x: (N, C, h, w) tensor."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    x = F.pad(x, (0, 1, 0, 1), mode="replicate")
+    x = F.interpolate(x, size=(factor * h + 1, factor * w + 1), mode="bilinear", align_corners=True)
+    x = F.pad(x, (factor // 2, 0, factor // 2, 0), mode="replicate")
+    return x[:, :, : factor * h, : factor * w]
+
+
+def lovasz_hinge_loop(logits, labels):
+    """One row's Lovász hinge, element by element (float64 lists)."""
+    errors = [1 - z * (2 * y - 1) for z, y in zip(logits, labels)]
+    order = sorted(range(len(errors)), key=lambda i: -errors[i])
+    total = sum(labels)
+    loss, prev_j, cum_y, cum_not = 0.0, 0.0, 0.0, 0.0
+    for i in order:
+        cum_y += labels[i]
+        cum_not += 1 - labels[i]
+        jac = 1 - (total - cum_y) / (total + cum_not)
+        loss += max(errors[i], 0.0) * (jac - prev_j)
+        prev_j = jac
+    return loss

@@ -4,9 +4,9 @@ Plain torch and differentiable (the references), with numba kernels taken at inf
 CPU (``backend="auto"``) and torch on CUDA tensors.
 """
 
-from .blend import blend, unit_attentions, unit_product
+from .blend import blend, blend_pooled, unit_attentions, unit_product
 from .embedding import PRIOR_MARGIN, embedding_coupling, margin_bias
 from .saliency import shape_saliency
 
-__all__ = ["PRIOR_MARGIN", "blend", "embedding_coupling", "margin_bias", "shape_saliency", "unit_attentions",
+__all__ = ["PRIOR_MARGIN", "blend", "blend_pooled", "embedding_coupling", "margin_bias", "shape_saliency", "unit_attentions",
            "unit_product"]

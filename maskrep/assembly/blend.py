@@ -10,7 +10,7 @@ from ..codecs.svd import compose_units
 from ..ops.roi import roi_align
 from ._dispatch import from_kernel, image_groups, use_numba
 
-__all__ = ["blend", "unit_attentions", "unit_product"]
+__all__ = ["blend", "blend_pooled", "unit_attentions", "unit_product"]
 
 
 def unit_product(u, s, v, *, eps: float = 1e-6, backend: str = "auto"):
@@ -95,6 +95,15 @@ def blend(bases, attentions, boxes, im_inds=None, *, resolution: int = 56, spati
     rois = torch.cat([batch[:, None], bx], dim=1)
     pooled = roi_align(bs, rois, resolution, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio,
                        aligned=True)  # (N, K, R, R)
-    weights = F.interpolate(at, size=(resolution, resolution), mode="bilinear", align_corners=False).softmax(dim=1)
-    out = (pooled * weights).sum(dim=1)
+    out = blend_pooled(pooled, at)
     return out.numpy() if was_numpy else out
+
+
+def blend_pooled(pooled: torch.Tensor, attentions: torch.Tensor) -> torch.Tensor:
+    """The blender's second half: (N, K, R, R) bases already pooled in each box and (N, K, M, M)
+    attention logits -> (N, R, R) mask logits (attentions up-sampled bilinearly, align_corners=False,
+    softmax over K, weighted sum). BlendMask's training pools the bases once per GT box and indexes
+    the pooled maps by each positive's GT."""
+    r = pooled.shape[-1]
+    weights = F.interpolate(attentions, size=(r, r), mode="bilinear", align_corners=False).softmax(dim=1)
+    return (pooled * weights).sum(dim=1)

@@ -9,6 +9,7 @@ call it under ``no_grad`` and return the kind they were given (numpy, or a tenso
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from .._array import is_tensor
+from .._io import atomic_write
 
 __all__ = ["CODECS", "CodecModule", "MaskCodec", "get_codec", "list_codecs", "load", "read_npz", "register_codec"]
 
@@ -37,12 +39,26 @@ def list_codecs() -> list[str]:
 
 
 def get_codec(name: str, **params) -> MaskCodec:
-    """A new, unfitted codec by name; an unknown name lists the valid ones."""
+    """A new, unfitted codec by name; an unknown name lists the valid ones, an unknown parameter
+    the codec's parameters."""
     try:
         cls = CODECS[name]
     except KeyError:
         raise KeyError(f"unknown codec {name!r}; valid names: {', '.join(list_codecs())}") from None
+    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = [k for k in params if k not in accepted]
+    if unknown:
+        raise ValueError(f"codec {name!r} has no parameter {unknown[0]!r}; its parameters: {', '.join(accepted)}")
     return cls(**params)
+
+
+def check_int(name: str, value, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high], or a ValueError naming the parameter and the range."""
+    allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (
+            low <= value and (high is None or value <= high)):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
 
 
 def load(path: str | os.PathLike) -> MaskCodec:
@@ -136,9 +152,7 @@ class MaskCodec:
     needs_fit: bool = False
 
     def __init__(self, *, mask_size: int, **params):
-        if int(mask_size) < 1:
-            raise ValueError(f"mask_size must be >= 1, got {mask_size}")
-        self.mask_size = int(mask_size)
+        self.mask_size = check_int("mask_size", mask_size, 1)
         self.params = {"mask_size": self.mask_size, **params}
         self._state: dict[str, np.ndarray] = {}
         self._module: CodecModule | None = None
@@ -237,9 +251,8 @@ class MaskCodec:
             raise RuntimeError(f"codec {self.name!r} is not fitted; nothing to save")
         path = os.fspath(path)
         header = json.dumps({"name": self.name, "params": self.params})
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, maskrep_codec=np.array(header), **self._arrays_for_file())
-        os.replace(tmp, path)
+        arrays = self._arrays_for_file()
+        atomic_write(path, lambda f: np.savez(f, maskrep_codec=np.array(header), **arrays))
 
     def _arrays_for_file(self) -> dict[str, np.ndarray]:
         """The arrays ``save`` writes; ``load_state_dict`` must accept them back."""

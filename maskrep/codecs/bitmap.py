@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import CodecModule, MaskCodec
+from .base import CodecModule, MaskCodec, check_int
 
 __all__ = ["BitmapCodec", "BitmapModule"]
 
@@ -44,9 +44,8 @@ class BitmapCodec(MaskCodec):
     name = "bitmap"
 
     def __init__(self, *, mask_size: int = 28, resolution: int | None = None):
-        resolution = mask_size if resolution is None else int(resolution)
-        if not 1 <= resolution <= mask_size:
-            raise ValueError(f"resolution must be in [1, {mask_size}], got {resolution}")
+        mask_size = check_int("mask_size", mask_size, 1)
+        resolution = check_int("resolution", mask_size if resolution is None else resolution, 1, mask_size)
         super().__init__(mask_size=mask_size, resolution=resolution)
         self.resolution = resolution
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import CodecModule, MaskCodec
+from .base import CodecModule, MaskCodec, check_int
 
 __all__ = ["DCTCodec", "DCTModule", "dct_matrix", "zigzag_indices"]
 
@@ -70,8 +70,8 @@ class DCTCodec(MaskCodec):
     name = "dct"
 
     def __init__(self, *, mask_size: int = 128, dim: int = 300):
-        if not 1 <= dim <= mask_size * mask_size:
-            raise ValueError(f"dim must be in [1, {mask_size * mask_size}], got {dim}")
+        mask_size = check_int("mask_size", mask_size, 1)
+        dim = check_int("dim", dim, 1, mask_size * mask_size)
         super().__init__(mask_size=mask_size, dim=int(dim))
         self.dim = int(dim)
 

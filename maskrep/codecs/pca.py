@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from .base import CodecModule, MaskCodec, read_npz
+from .base import CodecModule, MaskCodec, check_int, read_npz
 
 __all__ = ["MEAN_JITTER_LOGIT", "PCACodec", "PCAModule", "jitter_logits"]
 
@@ -132,8 +132,8 @@ class PCACodec(MaskCodec):
 
     def __init__(self, *, mask_size: int = 28, dim: int = 60, whiten: bool = True, sigmoid: bool = True,
                  jitter: bool | None = True, seed: int | None = 0):
-        if not 1 <= dim <= mask_size * mask_size:
-            raise ValueError(f"dim must be in [1, {mask_size * mask_size}], got {dim}")
+        mask_size = check_int("mask_size", mask_size, 1)
+        dim = check_int("dim", dim, 1, mask_size * mask_size)
         jitter = None if jitter is None else bool(jitter)
         seed = None if seed is None else int(seed)
         super().__init__(mask_size=mask_size, dim=int(dim), whiten=bool(whiten), sigmoid=bool(sigmoid),
@@ -169,8 +169,9 @@ class PCACodec(MaskCodec):
             n += u.shape[0]
             if progress is not None:
                 progress(u.shape[0])
-        if n < 2:
-            raise ValueError(f"PCA needs at least 2 masks to fit, got {n}")
+        if n <= self.dim:
+            raise ValueError(f"a PCA with dim={self.dim} needs more than {self.dim} masks to fit (the centred data of "
+                             f"n masks has rank at most n - 1), got {n}")
         mean = total / n
         cov = (outer - n * np.outer(mean, mean)) / (n - 1)  # (S*S, S*S)
         eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
@@ -179,6 +180,10 @@ class PCACodec(MaskCodec):
         lead = np.argmax(np.abs(components), axis=1)
         components *= np.sign(components[np.arange(self.dim), lead])[:, None]
         variance = np.maximum(eigvals[order], 0.0)
+        flat = int((variance <= 1e-9 * max(float(variance.max()), 1e-300)).sum())
+        if flat:
+            warnings.warn(f"{flat} of the {self.dim} PCA components have (close to) zero variance on these {n} masks: "
+                          "their codes carry no information; fit on more masks or lower dim", stacklevel=3)
         trace = max(float(np.trace(cov)), 1e-300)
         # a zero-variance component (K above the data's rank) whitens with scale 1, never 0
         safe_variance = np.where(variance > 0, variance, 1.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import CodecModule, MaskCodec
+from .base import CodecModule, MaskCodec, check_int
 
 __all__ = ["SVDCodec", "SVDModule", "compose_units", "split_units"]
 
@@ -140,8 +140,10 @@ class SVDCodec(MaskCodec):
     def __init__(self, *, mask_size: int = 14, rank: int = 3, mode: str = "cls", logit_scale: float = 4.0):
         if mode not in ("cls", "reg"):
             raise ValueError(f"mode must be 'cls' or 'reg', got {mode!r}")
-        if not 1 <= rank <= mask_size:
-            raise ValueError(f"rank must be in [1, {mask_size}], got {rank}")
+        mask_size = check_int("mask_size", mask_size, 1)
+        rank = check_int("rank", rank, 1, mask_size)
+        if isinstance(logit_scale, bool) or not isinstance(logit_scale, (int, float)) or not logit_scale > 0:
+            raise ValueError(f"logit_scale must be a number > 0, got {logit_scale!r}")
         super().__init__(mask_size=mask_size, rank=int(rank), mode=mode, logit_scale=float(logit_scale))
         self.rank, self.mode, self.logit_scale = int(rank), mode, float(logit_scale)
 

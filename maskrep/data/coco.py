@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ops.polygons import polygons_to_mask
-from ..ops.rle import rle_area, rle_to_mask
+from ..ops.rle import decode_counts, rle_area, rle_to_mask
 from ..structures import InstanceMasks
 
 __all__ = ["AnnotationError", "CocoInstance", "CocoInstances", "crop_instances"]
@@ -107,24 +107,73 @@ class CocoInstances:
         self.skip_crowd = skip_crowd
         self.min_area = float(min_area)
         self.on_error = on_error
+        self.skipped: Counter = Counter()
+        self._load_skipped: Counter = Counter()  # images and categories left out when reading the file
+        self._checked_images: set = set()
         try:
-            with open(self.path) as f:
+            with open(self.path, encoding="utf-8") as f:
                 raw = json.load(f)
         except FileNotFoundError:
             raise FileNotFoundError(f"annotation file not found: {self.path}") from None
         except json.JSONDecodeError as e:
             raise AnnotationError(f"{self.path}: not valid JSON ({e})", reason="json") from None
+        except UnicodeDecodeError:
+            raise AnnotationError(f"{self.path}: not a JSON text file (it holds bytes that are not UTF-8)",
+                                  reason="json") from None
+        if not isinstance(raw, dict):
+            raise AnnotationError(f"{self.path}: the top level must be an object with images, annotations and "
+                                  f"categories, got {type(raw).__name__}", reason="format")
         for key in ("images", "annotations", "categories"):
             if key not in raw:
                 raise AnnotationError(f"{self.path}: missing top-level key {key!r}", reason="format")
-        self.categories = sorted(raw["categories"], key=lambda c: c["id"])
+            if not isinstance(raw[key], list):
+                raise AnnotationError(f"{self.path}: {key!r} must be a list, got {type(raw[key]).__name__}",
+                                      reason="format")
+        self.categories = self._records(raw["categories"], "category", ("id", "name"))
+        self.categories.sort(key=lambda c: c["id"])
         #: COCO category id -> contiguous label 0..K-1, in increasing id order.
         self.label_of = {c["id"]: i for i, c in enumerate(self.categories)}
-        self.class_names = [c["name"] for c in self.categories]
-        self.images = {im["id"]: im for im in raw["images"]}
+        self.class_names = [str(c["name"]) for c in self.categories]
+        self.images = {im["id"]: im for im in self._records(raw["images"], "image", ("id", "height", "width"))}
         self._annotations = raw["annotations"]
-        self.skipped: Counter = Counter()
-        self._checked_images: set = set()
+
+    def _records(self, records: list, kind: str, required: tuple) -> list[dict]:
+        """The file's images or categories, each with the keys it needs (positive integer sizes within
+        ``_config.MAX_IMAGE_PIXELS`` for images); a bad one raises, or is counted and left out."""
+        good, seen = [], set()
+        for k, rec in enumerate(records):
+            try:
+                if not isinstance(rec, dict):
+                    raise AnnotationError(f"{self.path}: {kind} {k} must be an object, got {type(rec).__name__}",
+                                          reason=f"malformed_{kind}")
+                missing = [key for key in required if key not in rec]
+                if missing:
+                    raise AnnotationError(f"{self.path}: {kind} {rec.get('id', f'#{k}')} has no {missing[0]!r}",
+                                          reason=f"malformed_{kind}")
+                if rec["id"] in seen:
+                    raise AnnotationError(f"{self.path}: {kind} id {rec['id']!r} appears twice", reason=f"duplicate_{kind}")
+                if kind == "image":
+                    self._check_image_size(rec)
+                seen.add(rec["id"])
+                good.append(rec)
+            except AnnotationError as e:
+                if self.on_error == "raise":
+                    raise
+                self._load_skipped[e.reason] += 1
+                self.skipped[e.reason] += 1
+        return good
+
+    def _check_image_size(self, image: dict) -> None:
+        from .. import _config
+
+        h, w = image["height"], image["width"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+            raise AnnotationError(f"{self.path}: image {image['id']} has height {h!r} and width {w!r}; both must be "
+                                  "positive integers", reason="malformed_image")
+        if h * w > _config.MAX_IMAGE_PIXELS:
+            raise AnnotationError(f"{self.path}: image {image['id']} is {w} x {h} = {h * w:,} pixels, over the "
+                                  f"{_config.MAX_IMAGE_PIXELS:,} one image may have (maskrep._config.MAX_IMAGE_PIXELS)",
+                                  reason="image_too_large")
 
     def __len__(self) -> int:
         """Number of annotation records in the file (before any filter)."""
@@ -142,10 +191,21 @@ class CocoInstances:
     # ---- iteration -----------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[CocoInstance]:
-        self.skipped = Counter()
-        errors = Counter()
+        self.skipped = Counter(self._load_skipped)
+        errors = Counter(self._load_skipped)
+        seen_ids: set = set()
         for ann in self._annotations:
             try:
+                if not isinstance(ann, dict):
+                    raise AnnotationError(f"{self.path}: an annotation must be an object, got {type(ann).__name__}",
+                                          reason="malformed_annotation")
+                if "id" not in ann:
+                    self._fail(ann, "the annotation has no 'id'", "malformed_annotation")
+                if isinstance(ann["id"], bool) or not isinstance(ann["id"], int):
+                    self._fail(ann, f"annotation id must be an integer, got {ann['id']!r}", "malformed_annotation")
+                if ann["id"] in seen_ids:
+                    self._fail(ann, f"annotation id {ann['id']!r} appears twice", "duplicate_id")
+                seen_ids.add(ann["id"])
                 inst = self._parse(ann)
             except AnnotationError as e:
                 if self.on_error == "raise":
@@ -237,6 +297,8 @@ class CocoInstances:
             self._fail(ann, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}", "malformed_box")
         if not all(math.isfinite(v) for v in (x, y, bw, bh)) or bw < 0 or bh < 0:
             self._fail(ann, f"bbox {bbox!r} has a negative or non-finite value", "malformed_box")
+        if bw == 0 or bh == 0:
+            self._fail(ann, f"bbox {bbox!r} has zero width or height: there is nothing to crop", "empty_box")
         t = BOX_TOLERANCE
         if x < -t or y < -t or x + bw > w + t or y + bh > h + t:
             self._fail(ann, f"box xywh {bbox!r} lies outside the {w}x{h} image", "box_outside_image")
@@ -266,13 +328,28 @@ class CocoInstances:
         size, counts = seg.get("size"), seg.get("counts")
         if size is None or counts is None:
             self._fail(ann, "an RLE segmentation needs 'size' and 'counts'", "malformed_rle")
-        if [int(v) for v in size] != [h, w]:
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                  for v in size)):
+            self._fail(ann, f"RLE size must be two integers [H, W], got {size!r}", "malformed_rle")
+        if list(size) != [h, w]:
             self._fail(ann, f"RLE size {list(size)} differs from the image size [{h}, {w}]", "malformed_rle")
         if isinstance(counts, list):
-            if sum(counts) != h * w:
-                self._fail(ann, f"RLE counts add up to {sum(counts)}, expected H * W = {h * w}", "malformed_rle")
-        elif not isinstance(counts, str):
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+                bad = next(v for v in counts if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0))
+                self._fail(ann, f"uncompressed RLE counts must be non-negative integers, got {bad!r}", "malformed_rle")
+            total = sum(counts)
+        elif isinstance(counts, str):
+            try:
+                runs = decode_counts(counts)
+            except (IndexError, ValueError):
+                self._fail(ann, f"RLE counts {counts[:20]!r}... are not pycocotools' compressed form", "malformed_rle")
+            if (runs < 0).any():
+                self._fail(ann, "compressed RLE counts decode to a negative run", "malformed_rle")
+            total = int(runs.sum())
+        else:
             self._fail(ann, f"RLE counts must be a string or a list, got {type(counts).__name__}", "malformed_rle")
+        if total != h * w:
+            self._fail(ann, f"RLE counts add up to {total}, expected H * W = {h * w}", "malformed_rle")
         return {"size": [h, w], "counts": counts}
 
 

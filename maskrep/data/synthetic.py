@@ -13,11 +13,11 @@ Category ids are sparse (1, 2, 3, 5, 7, 9) so that the contiguous-label mapping 
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
+from .._io import atomic_write_json
 from ..ops.masks import masks_to_boxes
 from ..ops.polygons import polygons_to_mask
 from ..ops.rle import _runs, mask_to_rle
@@ -192,10 +192,8 @@ def make_synthetic_coco(
         Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8)).save(os.path.join(image_dir, file_name), quality=92)
         images.append({"id": image_id, "file_name": file_name, "height": h, "width": w})
     path = os.path.join(ann_dir, f"instances_{split}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump({"info": {"description": f"maskrep synthetic shapes, seed {seed}"}, "licenses": [],
-                   "images": images, "annotations": annotations, "categories": list(CATEGORIES)}, f)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(path, {"info": {"description": f"maskrep synthetic shapes, seed {seed}"}, "licenses": [],
+                             "images": images, "annotations": annotations, "categories": list(CATEGORIES)})
     return path
 
 

@@ -23,6 +23,8 @@ import re
 
 import torch
 
+from .._io import atomic_write
+
 __all__ = ["ADELAIDET_INPUT", "adelaidet_fcos_to_maskrep", "convert_checkpoint"]
 
 #: What detectron2-trained weights expect of the input (``build_fcos`` keywords).
@@ -111,7 +113,5 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> int:
     if not isinstance(state, dict):
         raise TypeError(f"{os.fspath(src)}: expected a state dict or {{'model': state dict}}, got {type(state).__name__}")
     renamed = adelaidet_fcos_to_maskrep(state)
-    tmp = f"{os.fspath(dst)}.tmp{os.getpid()}"
-    torch.save({"model": renamed}, tmp)
-    os.replace(tmp, dst)
+    atomic_write(dst, lambda f: torch.save({"model": renamed}, f))
     return len(renamed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["centerness_target", "giou_loss_ltrb", "iou_giou_ltrb", "sigmoid_focal_loss"]
+__all__ = ["centerness_target", "giou_loss_ltrb", "iou_giou_ltrb", "lovasz_hinge", "sigmoid_focal_loss"]
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0):
@@ -52,3 +52,23 @@ def centerness_target(reg_targets: torch.Tensor) -> torch.Tensor:
     tb = reg_targets[:, [1, 3]]
     c = (lr.min(1).values / lr.max(1).values) * (tb.min(1).values / tb.max(1).values)
     return torch.sqrt(c)
+
+
+def lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary Lovász hinge per row (Berman et al., arXiv:1705.08790): (N, L) logits and {0, 1}
+    labels -> (N,) losses, a convex surrogate of 1 - IoU of each row's mask.
+
+    Errors e = 1 - z (2y - 1) sorted in decreasing order; g_j the discrete gradient of the Jaccard
+    loss along that order, J_j = 1 - (Σy - cumsum(y)_j) / (Σy + cumsum(1 - y)_j), g_1 = J_1,
+    g_j = J_j - J_{j-1}; loss = Σ_j ReLU(e_j) g_j. A row of no pixels gives 0.
+    """
+    if logits.shape[1] == 0:
+        return logits.sum(1) * 0
+    signs = 2 * labels.to(logits.dtype) - 1
+    errors = 1 - logits * signs  # (N, L)
+    errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+    y = torch.gather(labels.to(logits.dtype), 1, order)  # (N, L) labels in that order
+    total = y.sum(1, keepdim=True)
+    jaccard = 1 - (total - y.cumsum(1)) / (total + (1 - y).cumsum(1))
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
+    return (torch.relu(errors_sorted) * grad).sum(1)

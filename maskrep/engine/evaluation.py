@@ -8,19 +8,22 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from .._io import atomic_write_json
 from ..detection.postprocess import masks_in_image, scale_boxes
 from ..distributed import all_gather_object, get_rank, get_world_size, is_main
 from ..ops.rle import mask_to_rle
 
-__all__ = ["STAT_NAMES", "coco_eval", "detections_to_coco", "evaluate_detector"]
+__all__ = ["STAT_NAMES", "coco_eval", "detections_to_coco", "evaluate_detector", "format_metrics",
+           "matched_boundary_fscores"]
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+STAT_NAMES_REST = ["AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 
 
 def _coco_api():
@@ -60,31 +63,64 @@ def detections_to_coco(det: dict, target: dict, category_ids: list[int]) -> list
     return out
 
 
-def coco_eval(annotations: str, results: list[dict], iou_type: str = "bbox", image_ids=None) -> dict:
-    """COCOeval stats for ``results`` -> {"AP": ..., "AP50": ..., ...} (AP in [0, 1]; -1 when undefined)."""
+def coco_eval(annotations: str, results: list[dict], iou_type: str = "bbox", image_ids=None, *,
+              per_category: bool = False) -> dict:
+    """COCOeval of ``results`` -> {"AP": ..., "AP50": ..., ... (the 12 stats), "summary": COCOeval's
+    printed table} (AP in [0, 1]; -1 when undefined). ``per_category`` adds {"per_category": {name: AP}}
+    (AP at IoU .50:.95, all areas, 100 detections)."""
     COCO, COCOeval, _ = _coco_api()
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(annotations)
-        if not results:
-            return dict.fromkeys(STAT_NAMES, 0.0)
+    if not results:
+        return {**dict.fromkeys(STAT_NAMES, 0.0), "summary": "no detections"}
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
         dt = gt.loadRes(copy.deepcopy(results))  # loadRes adds fields to the dicts it is given
         ev = COCOeval(gt, dt, iou_type)
         if image_ids is not None:
             ev.params.imgIds = list(image_ids)
         ev.evaluate()
         ev.accumulate()
+        text.seek(0)
+        text.truncate()
         ev.summarize()
-    return {name: float(v) for name, v in zip(STAT_NAMES, ev.stats[:6])}
+    out = {name: float(v) for name, v in zip(STAT_NAMES, ev.stats[:6])}
+    out.update({name: float(v) for name, v in zip(STAT_NAMES_REST, ev.stats[6:12])})
+    out["summary"] = text.getvalue().rstrip()
+    if per_category:
+        precision = np.asarray(ev.eval["precision"])  # (T, R, K, A, M)
+        names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
+        per = {}
+        for k, cat in enumerate(ev.params.catIds):
+            p = precision[:, :, k, 0, -1]
+            per[names[cat]] = float(p[p > -1].mean()) if (p > -1).any() else -1.0
+        out["per_category"] = per
+    return out
+
+
+def format_metrics(metrics: dict, *, per_category: bool = False) -> str:
+    """COCOeval's summary table of each task, and per-category AP when present."""
+    parts = []
+    for task in ("bbox", "segm"):
+        m = metrics.get(task)
+        if m is None:
+            continue
+        parts.append(f"{task}:\n{m.get('summary', '')}")
+        if per_category and "per_category" in m:
+            rows = sorted(m["per_category"].items(), key=lambda kv: -kv[1])
+            parts.append("\n".join(f"  {name:<20s} AP {ap:.3f}" for name, ap in rows))
+    return "\n".join(parts)
 
 
 @torch.no_grad()
 def evaluate_detector(model, dataset, *, out_dir: str | None = None, device="cpu", batch_size: int = 1,
-                      num_workers: int = 0, progress: bool = True) -> dict:
+                      num_workers: int = 0, progress: bool = True, per_category: bool = False) -> dict:
     """Run ``model`` over ``dataset`` (a :class:`DetectionDataset`) and COCO-evaluate it.
 
     In a process group every rank runs its share of the images; rank 0 gathers and scores.
     Writes ``coco_results.json`` and ``coco_eval.json`` to ``out_dir`` (rank 0). Returns
-    {"bbox": {...}, "segm": {...}} (segm only when the model predicts masks); other ranks get {}.
+    {"bbox": {...}, "segm": {...}} (segm only when the model predicts masks; see :func:`coco_eval`);
+    other ranks get {}.
     """
     from ..data.detection import eval_loader
 
@@ -102,18 +138,36 @@ def evaluate_detector(model, dataset, *, out_dir: str | None = None, device="cpu
         return {}
     inner = model.module if hasattr(model, "module") else model
     has_masks = getattr(inner, "mask_head", None) is not None
-    metrics = {"bbox": coco_eval(dataset.coco.path, results, "bbox", dataset.image_ids)}
+    metrics = {"bbox": coco_eval(dataset.coco.path, results, "bbox", dataset.image_ids, per_category=per_category)}
     if has_masks:
-        metrics["segm"] = coco_eval(dataset.coco.path, results, "segm", dataset.image_ids)
+        metrics["segm"] = coco_eval(dataset.coco.path, results, "segm", dataset.image_ids, per_category=per_category)
     if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
         _atomic_json(os.path.join(out_dir, "coco_results.json"), results)
         _atomic_json(os.path.join(out_dir, "coco_eval.json"), metrics)
     return metrics
 
 
 def _atomic_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    atomic_write_json(path, obj)
+
+
+def matched_boundary_fscores(pred_masks: np.ndarray, gt_masks: np.ndarray, *, tolerance: float | None = None) -> np.ndarray:
+    """Per ground-truth instance, the boundary F-score of the predicted mask that overlaps it most.
+
+    pred_masks : (n, H, W) bool, one image's detections (any score); gt_masks : (G, H, W) bool.
+    Returns (G,) float: :func:`maskrep.ops.boundary_fscore` against the detection of highest mask
+    IoU with the instance (0 when no detection overlaps it). A measure of contour quality given the
+    detections, free of the score ranking that AP adds.
+    """
+    from ..ops.boundary import boundary_fscore
+    from ..ops.masks import mask_iou_pairwise
+
+    out = np.zeros(len(gt_masks))
+    if len(gt_masks) == 0 or len(pred_masks) == 0:
+        return out
+    iou = mask_iou_pairwise(gt_masks, pred_masks)  # (G, n)
+    for g in range(len(gt_masks)):
+        best = int(np.argmax(iou[g]))
+        if iou[g, best] > 0:
+            out[g] = boundary_fscore(pred_masks[best], gt_masks[g], tolerance=tolerance)
+    return out

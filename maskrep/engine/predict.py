@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from .._io import atomic_write_json
 from ..data.detection import collate, read_image, resize_image
 from ..detection.postprocess import masks_in_image, scale_boxes
 from ..ops.rle import mask_to_rle
@@ -75,10 +75,5 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
                 res["segmentation"] = mask_to_rle(masks[k])
             results.append(res)
     if json_path:
-        folder = os.path.dirname(os.path.abspath(json_path))
-        os.makedirs(folder, exist_ok=True)
-        tmp = f"{json_path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(results, f)
-        os.replace(tmp, json_path)
+        atomic_write_json(json_path, results)
     return results

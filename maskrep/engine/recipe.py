@@ -19,7 +19,9 @@ import time
 import types
 
 import torch
+from tqdm import tqdm
 
+from .._io import atomic_write_json, remove_stale_temporaries
 from ..data.detection import DetectionDataset, TrainingBatches, make_loader
 from ..detection import build_fcos
 from ..detection.detector import PIXEL_MEAN, PIXEL_STD
@@ -86,16 +88,92 @@ def base_config() -> dict:
 # ---- config files and overrides ------------------------------------------------------------------
 
 def load_config(path: str, overrides=()) -> tuple[dict, types.ModuleType]:
-    """Execute the config file; return its ``cfg`` (overrides applied) and the module (for builders)."""
+    """Execute the config file; return its ``cfg`` (overrides applied, then checked) and the module
+    (for builders)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config not found: {path}")
+    if not path.endswith(".py"):
+        raise ValueError(f"{path}: a config is a Python file (.py) that defines `cfg`; see experiments/fcos/")
     spec = importlib.util.spec_from_file_location(f"maskrep_config_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "cfg"):
-        raise ValueError(f"{path}: a config must define `cfg` (start from maskrep.engine.recipe.base_config())")
+    try:
+        spec.loader.exec_module(module)
+    except (SyntaxError, ImportError, NameError, AttributeError, TypeError) as e:
+        raise ValueError(f"{path}: the config does not run ({type(e).__name__}: {e})") from None
+    if not isinstance(getattr(module, "cfg", None), dict):
+        raise ValueError(f"{path}: a config must define `cfg` (start from maskrep.engine.recipe.base_config())")  # noqa: TRY004
     cfg = apply_overrides(copy.deepcopy(module.cfg), overrides)
+    validate_config(cfg, where=path)
     return cfg, module
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+#: key -> (what it must be, check); None passes where a setting may be unset
+_RULES = {
+    "solver.batch_size": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "solver.lr": ("a number > 0", lambda v: _is_number(v) and v > 0),
+    "solver.momentum": ("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1),
+    "solver.weight_decay": ("a number >= 0", lambda v: _is_number(v) and v >= 0),
+    "solver.weight_decay_norm": ("a number >= 0", lambda v: _is_number(v) and v >= 0),
+    "solver.max_iter": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "solver.steps": ("a list of integers, e.g. (60000, 80000)",
+                     lambda v: isinstance(v, (list, tuple)) and all(_is_int(x) and x >= 0 for x in v)),
+    "solver.gamma": ("a number > 0", lambda v: _is_number(v) and v > 0),
+    "solver.warmup_iters": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "solver.warmup_factor": ("a number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1),
+    "solver.warmup_method": ("'linear' or 'constant'", lambda v: v in ("linear", "constant")),
+    "solver.clip_grad": ("a number > 0, or None", lambda v: v is None or (_is_number(v) and v > 0)),
+    "solver.checkpoint_period": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "solver.log_period": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "solver.amp": ("'bf16' or None", lambda v: v in ("bf16", "none", None)),
+    "solver.seed": ("an integer", _is_int),
+    "eval_period": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "data.min_size_train": ("a list of integers >= 1, e.g. (800,)",
+                            lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_is_int(x) and x >= 1 for x in v)),
+    "data.max_size_train": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "data.min_size_test": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "data.max_size_test": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "data.flip_prob": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
+    "data.num_images": ("an integer >= 1, or None", lambda v: v is None or (_is_int(v) and v >= 1)),
+    "data.with_masks": ("True or False", lambda v: isinstance(v, bool)),
+    "data.num_workers": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "model.depth": ("one of 18, 34, 50, 101", lambda v: v in (18, 34, 50, 101)),
+    "model.norm": ("'FrozenBN', 'BN' or 'GN'", lambda v: v in ("FrozenBN", "BN", "GN")),
+    "model.freeze_at": ("an integer in [0, 5]", lambda v: _is_int(v) and 0 <= v <= 5),
+    "model.width": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "model.fpn_channels": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "model.fpn_norm": ("None, 'BN' or 'GN'", lambda v: v in (None, "BN", "GN")),
+    "model.use_p2": ("True or False", lambda v: isinstance(v, bool)),
+    "model.backbone_weights": ("a file path, or None", lambda v: v is None or isinstance(v, str)),
+    "model.mask_head": ("a dict with a 'name', or None", lambda v: v is None or (isinstance(v, dict) and "name" in v)),
+    "out_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),
+}
+
+
+def validate_config(cfg: dict, *, where: str = "config") -> dict:
+    """Check the settings a run depends on; an error names the key, the value and what is allowed."""
+    flat = _flatten(cfg)
+    for key, (allowed, ok) in _RULES.items():
+        if key in flat and not ok(_value(cfg, key)):
+            raise ValueError(f"{where}: {key} = {_value(cfg, key)!r} must be {allowed}")
+    s = cfg.get("solver", {})
+    if _is_int(s.get("max_iter")) and isinstance(s.get("steps"), (list, tuple)) and list(s["steps"]) != sorted(s["steps"]):
+        raise ValueError(f"{where}: solver.steps = {s['steps']!r} must be increasing")
+    return cfg
+
+
+def _value(cfg: dict, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
 
 
 def apply_overrides(cfg: dict, overrides) -> dict:
@@ -238,27 +316,73 @@ def _builder(module, name):
 
 # ---- jobs ----------------------------------------------------------------------------------------
 
+#: settings a resumed run may change; the rest must match the run in ``out_dir``
+RESUMABLE_CHANGES = ("solver.max_iter", "solver.steps", "solver.gamma", "solver.lr", "solver.warmup_iters",
+                     "solver.warmup_factor", "solver.warmup_method", "solver.checkpoint_period", "solver.log_period",
+                     "solver.clip_grad", "eval_period", "data.num_workers", "out_dir", "model.backbone_weights")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "mask_head":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = json.loads(json.dumps(v, default=str))  # tuples and lists compare alike
+    return out
+
+
+def config_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
+    """(changes a resumed run applies, changes it refuses), each "key: old -> new"."""
+    a, b = _flatten(old), _flatten(new)
+    applied, refused = [], []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "<unset>") != b.get(key, "<unset>"):
+            (applied if key in RESUMABLE_CHANGES else refused).append(f"{key}: {a.get(key, '<unset>')!r} -> "
+                                                                     f"{b.get(key, '<unset>')!r}")
+    return applied, refused
+
+
 def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True) -> dict:
     """Train (resuming from ``out_dir``'s last checkpoint when ``resume``), then evaluate on the val set.
 
     Returns {"iterations", "train_seconds", "metrics"}; writes ``config.json``, ``metrics.jsonl``,
     checkpoints and ``coco_eval.json`` under ``cfg["out_dir"]``.
+
+    Resuming checks the config against the run's: changes in :data:`RESUMABLE_CHANGES` are applied
+    (a new ``solver.lr`` included) and said; any other change is refused before anything is
+    written, so ``config.json`` always describes the weights beside it. Temporary files of killed
+    writers are removed. SIGINT / SIGTERM save a checkpoint and raise
+    :class:`maskrep.engine.trainer.TrainingInterrupted`.
     """
+    validate_config(cfg)
     device = init_from_env()
     s = cfg["solver"]
     world = get_world_size()
     if s["batch_size"] % world:
         raise ValueError(f"solver.batch_size={s['batch_size']} is not divisible by the {world} processes")
+    out_dir = cfg["out_dir"]
+    os.makedirs(out_dir, exist_ok=True)
+    for tmp in remove_stale_temporaries(out_dir):
+        _say(f"removed {tmp}, left by a writer that was killed")
+    last = os.path.join(out_dir, "last_checkpoint.pth")
+    resuming = resume and os.path.exists(last)
+    applied = []
+    if resuming:
+        saved = (read_checkpoint(last).get("extra") or {}).get("config")
+        if saved is None and os.path.exists(os.path.join(out_dir, "config.json")):
+            with open(os.path.join(out_dir, "config.json")) as f:
+                saved = json.load(f)
+        if saved is not None:
+            applied, refused = config_changes(saved, cfg)
+            if refused:
+                raise ValueError(f"{out_dir} holds a run with other settings; a resumed run cannot change "
+                                 f"{'; '.join(refused)}. Start afresh with --no-resume, or give another --out")
     torch.manual_seed(s["seed"])
     train_set, val_set = _builder(module, "build_datasets")(cfg)
     model = _builder(module, "build_model")(cfg, train_set.num_classes).to(device)
     optimizer = _builder(module, "build_optimizer")(cfg, model)
     scheduler = _builder(module, "build_scheduler")(cfg, optimizer)
-    out_dir = cfg["out_dir"]
-    os.makedirs(out_dir, exist_ok=True)
-    if is_main():
-        with open(os.path.join(out_dir, "config.json"), "w") as f:
-            json.dump(cfg, f, indent=1, default=str)
 
     def loader(start_iter: int):
         batches = TrainingBatches(len(train_set), s["batch_size"] // world, seed=s["seed"], start_iter=start_iter,
@@ -271,25 +395,64 @@ def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True)
             if it % cfg["eval_period"] == 0 and it < trainer.max_iter:
                 m = evaluate_detector(trainer.model, val_set, device=device, progress=False)
                 if is_main():
-                    trainer._log({"iteration": it, "eval": m})
+                    trainer._log({"iteration": it, "eval": _loggable(m)})
+                    _say(f"iteration {it}: " + ", ".join(f"{task} AP {v['AP']:.3f} AP50 {v['AP50']:.3f}"
+                                                         for task, v in m.items()))
         hooks.append(periodic_eval)
     trainer = Trainer(model, optimizer, scheduler, loader, max_iter=s["max_iter"], out_dir=out_dir, device=device,
                       checkpoint_period=s["checkpoint_period"], clip_grad=s["clip_grad"], amp=s["amp"],
                       log_period=s["log_period"], hooks=hooks, progress=progress,
                       checkpoint_extra=checkpoint_extra(cfg, model, train_set))
-    if resume:
-        trainer.resume()
+    if resuming:
+        it = trainer.resume(last)
+        _apply_lr(optimizer, scheduler, s["lr"])
+        _say(f"resumed from iteration {it} ({last})" + (f"; applying {'; '.join(applied)}" if applied else ""))
+    else:
+        trainer.start_fresh()
+    if is_main():  # the record is written once the run is certain to start
+        atomic_write_json(os.path.join(out_dir, "config.json"), json.loads(json.dumps(cfg, default=str)), indent=1)
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
     metrics = evaluate_detector(model, val_set, out_dir=out_dir, device=device, progress=progress)
-    return {"iterations": trainer.iteration, "train_seconds": seconds, "metrics": metrics}
+    return {"iterations": trainer.iteration, "train_seconds": seconds, "metrics": _loggable(metrics)}
 
 
-def evaluate(cfg: dict, checkpoint: str, module=None, *, out_dir: str | None = None, progress: bool = True) -> dict:
-    """COCO-evaluate ``checkpoint`` on the config's val set."""
+def _say(message: str) -> None:
+    if is_main():
+        tqdm.write(message)
+
+
+def _loggable(metrics: dict) -> dict:
+    """Metrics without COCOeval's printed tables (kept for the console and coco_eval.json)."""
+    return {task: {k: v for k, v in m.items() if k != "summary"} for task, m in metrics.items()}
+
+
+def _apply_lr(optimizer, scheduler, lr: float) -> None:
+    """A resumed run's base learning rate: every group restarts its schedule from ``lr``."""
+    for group in optimizer.param_groups:
+        group["initial_lr"] = lr
+    scheduler.base_lrs = [lr] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, [f(scheduler.last_epoch) for f in scheduler.lr_lambdas]):
+        group["lr"] = lr * factor
+
+
+def evaluate(cfg: dict | None, checkpoint: str, module=None, *, out_dir: str | None = None, progress: bool = True,
+             per_category: bool = False, data: tuple[str, str] | None = None) -> dict:
+    """COCO-evaluate ``checkpoint`` on the val set of ``cfg`` (default: the config the checkpoint
+    carries; ``data`` = (annotations, image folder) replaces its val set). Results go to ``out_dir``
+    (default: ``eval_<checkpoint name>`` beside the checkpoint, so a training run's own
+    ``coco_eval.json`` is never overwritten)."""
     device = init_from_env()
+    model, extra = load_model(checkpoint, cfg, module)
+    cfg = extra["config"]
+    if data:
+        cfg["data"]["val"] = tuple(data)
+    validate_config(cfg)
     _, val_set = _builder(module, "build_datasets")(cfg)
-    model, _ = load_model(checkpoint, cfg, module)
     model.to(device)
-    return evaluate_detector(model, val_set, out_dir=out_dir or cfg["out_dir"], device=device, progress=progress)
+    if out_dir is None:
+        stem = os.path.splitext(os.path.basename(checkpoint))[0]
+        out_dir = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"eval_{stem}")
+    return evaluate_detector(model, val_set, out_dir=out_dir, device=device, progress=progress,
+                             per_category=per_category)

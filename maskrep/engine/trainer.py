@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
+import signal
 import time
 from collections.abc import Callable
 
@@ -18,9 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .._io import atomic_write
 from ..distributed import get_world_size, is_main, reduce_mean
 
-__all__ = ["Trainer", "load_checkpoint", "save_checkpoint", "warmup_step_lr"]
+__all__ = ["Trainer", "TrainingInterrupted", "load_checkpoint", "read_checkpoint", "save_checkpoint", "warmup_step_lr"]
 
 
 def warmup_step_lr(optimizer, *, warmup_iters: int = 1000, warmup_factor: float = 1e-3, steps=(),
@@ -80,24 +83,35 @@ def save_checkpoint(path: str, model, optimizer=None, scheduler=None, iteration:
         state["scheduler"] = scheduler.state_dict()
     if extra:
         state["extra"] = extra
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def read_checkpoint(path: str) -> dict:
-    """A checkpoint's contents, read with ``weights_only=True`` (no code runs)."""
+    """A checkpoint's contents, read with ``weights_only=True`` (no code runs); a file that is not
+    one is an error naming it."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:  # empty, truncated, not torch's, code
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a readable checkpoint ({reason[:200]}); start afresh with --no-resume "
+                         "or remove the file") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"{path}: not a maskrep checkpoint (no 'model' weights in it); start afresh with "  # noqa: TRY004
+                         "--no-resume or remove the file")
+    return state
 
 
 def load_checkpoint(path: str, model, optimizer=None, scheduler=None, *, restore_rng: bool = True) -> int:
     """Load with ``weights_only=True``; returns the iteration to continue from."""
     state = read_checkpoint(path)
-    _unwrap(model).load_state_dict(state["model"])
+    try:
+        _unwrap(model).load_state_dict(state["model"])
+    except RuntimeError as e:  # missing, unexpected or differently shaped weights
+        lines = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        raise ValueError(f"{path}: the weights do not fit this model ({'; '.join(lines)[:400]}); was it trained "
+                         "with another config?") from None
     if optimizer is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and "scheduler" in state:
@@ -105,6 +119,15 @@ def load_checkpoint(path: str, model, optimizer=None, scheduler=None, *, restore
     if restore_rng and "rng" in state:
         _set_rng_state(state["rng"])
     return int(state.get("iteration", 0))
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped by SIGINT / SIGTERM after saving a checkpoint at ``iteration``."""
+
+    def __init__(self, signal_name: str, iteration: int, checkpoint: str):
+        super().__init__(f"{signal_name}: stopped at iteration {iteration}; checkpoint saved to {checkpoint}. "
+                         "Run the same command again to resume.")
+        self.signal_name, self.iteration, self.checkpoint = signal_name, iteration, checkpoint
 
 
 class Trainer:
@@ -151,23 +174,52 @@ class Trainer:
     def last_checkpoint(self) -> str:
         return os.path.join(self.out_dir, "last_checkpoint.pth")
 
+    @property
+    def metrics_path(self) -> str:
+        return os.path.join(self.out_dir, "metrics.jsonl")
+
     def resume(self, path: str | None = None) -> int:
-        """Continue from ``path`` (default: the last checkpoint in ``out_dir``, if any)."""
+        """Continue from ``path`` (default: the last checkpoint in ``out_dir``, if any); the metrics
+        log keeps only what that checkpoint covers, so a resumed run never repeats records."""
         path = path or self.last_checkpoint
         if os.path.exists(path):
             self.iteration = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+            if is_main() and os.path.exists(self.metrics_path):
+                with open(self.metrics_path) as f:
+                    kept = [line for line in f if line.strip() and json.loads(line).get("iteration", 0) <= self.iteration]
+                atomic_write(self.metrics_path, lambda f: f.write("".join(kept)), binary=False)
         return self.iteration
 
-    def save(self, path: str | None = None) -> None:
+    def start_fresh(self) -> None:
+        """A new run in ``out_dir``: an earlier run's metrics log is kept aside as
+        ``metrics.previous-<k>.jsonl``, and the new run writes a fresh ``metrics.jsonl``."""
+        if is_main() and os.path.exists(self.metrics_path):
+            k = 1
+            while os.path.exists(os.path.join(self.out_dir, f"metrics.previous-{k}.jsonl")):
+                k += 1
+            os.replace(self.metrics_path, os.path.join(self.out_dir, f"metrics.previous-{k}.jsonl"))
+
+    def save(self, path: str | None = None) -> bool:
+        """Write the checkpoint; refused (False, nothing written) when a weight is not finite, so the
+        last checkpoint always holds finite weights."""
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            return False
         if is_main():
             save_checkpoint(path or self.last_checkpoint, self.model, self.optimizer, self.scheduler, self.iteration,
                             extra=self.checkpoint_extra)
+        return True
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
         if is_main():
-            with open(os.path.join(self.out_dir, "metrics.jsonl"), "a") as f:
+            with open(self.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def _checkpoint_note(self) -> str:
+        if not os.path.exists(self.last_checkpoint):
+            return "no checkpoint was written yet"
+        it = int(read_checkpoint(self.last_checkpoint).get("iteration", 0))
+        return f"the last checkpoint with finite weights and losses is {self.last_checkpoint} (iteration {it})"
 
     def train(self) -> list[dict]:
         """Run from ``self.iteration`` to ``max_iter``; returns the per-iteration records of this call."""
@@ -177,6 +229,28 @@ class Trainer:
         start = self.iteration
         bar = tqdm(total=self.max_iter, initial=start, desc="train", disable=not (self.progress and is_main()),
                    dynamic_ncols=True)
+        stop: list[str] = []
+
+        def on_signal(number, frame):  # the first signal: finish the iteration, save, stop; a second: stop now
+            if stop:
+                raise KeyboardInterrupt
+            stop.append(signal.Signals(number).name)
+
+        handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[sig] = signal.signal(sig, on_signal)
+            except ValueError:  # not the main thread: leave the signals alone
+                pass
+        try:
+            return self._loop(net, bar, stop)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            bar.close()
+
+    def _loop(self, net, bar, stop: list[str]) -> list[dict]:
+        start = self.iteration
         data = iter(self.make_loader(start))
         t_last, it_last = time.perf_counter(), start
         records = []
@@ -188,11 +262,11 @@ class Trainer:
                 losses = net(images, targets)
             total = sum(losses.values())
             if not torch.isfinite(total):
-                vals = {k: float(v.detach()) for k, v in losses.items()}
+                vals = {k: round(float(v.detach()), 6) for k, v in losses.items()}
                 raise FloatingPointError(
-                    f"non-finite loss at iteration {self.iteration}: {vals}. Stopping; the last checkpoint is "
-                    f"{self.last_checkpoint if os.path.exists(self.last_checkpoint) else 'not written yet'}. "
-                    "Try a lower learning rate or longer warm-up.")
+                    f"non-finite loss at iteration {self.iteration}: {vals}. Stopped; {self._checkpoint_note()}. "
+                    "Rerun with a lower solver.lr or a longer solver.warmup_iters (both apply when resuming), "
+                    "or start afresh with --no-resume.")
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             if self.clip_grad:
@@ -213,10 +287,15 @@ class Trainer:
             bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2g}")
             if self.checkpoint_period and self.iteration % self.checkpoint_period == 0:
                 self.save()
+            if stop:
+                if not self.save():
+                    raise FloatingPointError(f"{stop[0]} at iteration {self.iteration}, with non-finite weights: nothing "
+                                             f"saved; {self._checkpoint_note()}")
+                raise TrainingInterrupted(stop[0], self.iteration, self.last_checkpoint)
             for hook in self.hooks:
                 hook(self, self.iteration)
-        bar.close()
-        self.save()
+        if not self.save():
+            raise FloatingPointError(f"the weights are not finite at iteration {self.iteration}; {self._checkpoint_note()}")
         if is_main():
             save_checkpoint(os.path.join(self.out_dir, "model_final.pth"), self.model, iteration=self.iteration,
                             extra=self.checkpoint_extra)

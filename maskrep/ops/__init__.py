@@ -1,5 +1,6 @@
 """Mask, polygon, RLE and box operations on numpy arrays and torch tensors."""
 
+from .boundary import boundary_band, boundary_fscore
 from .boxes import box_area, box_iou, box_xywh_to_xyxy, box_xyxy_to_xywh, generalized_box_iou
 from .masks import (
     crop_masks_in_boxes,
@@ -12,11 +13,15 @@ from .masks import (
 )
 from .nms import batched_nms, nms
 from .polygons import polygon_area, polygons_to_mask
+from .resample import aligned_bilinear
 from .rle import mask_to_rle, rle_area, rle_to_mask
-from .roi import roi_align, rois_from_boxes
+from .roi import multilevel_roi_align, roi_align, roi_levels, rois_from_boxes
 
 __all__ = [
+    "aligned_bilinear",
     "batched_nms",
+    "boundary_band",
+    "boundary_fscore",
     "box_area",
     "box_iou",
     "box_xywh_to_xyxy",
@@ -27,6 +32,7 @@ __all__ = [
     "mask_iou_pairwise",
     "mask_to_rle",
     "masks_to_boxes",
+    "multilevel_roi_align",
     "nms",
     "paste_masks",
     "polygon_area",
@@ -36,5 +42,6 @@ __all__ = [
     "rle_area",
     "rle_to_mask",
     "roi_align",
+    "roi_levels",
     "rois_from_boxes",
 ]

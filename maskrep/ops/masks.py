@@ -353,7 +353,7 @@ def _as_bool_masks(masks, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be bool, got {m.dtype}")
     if m.ndim != 3:
         raise ValueError(f"{name} must be (N, H, W), got shape {m.shape}")
-    return m.reshape(m.shape[0], -1)
+    return m.reshape(m.shape[0], m.shape[1] * m.shape[2])  # (N, H*W), also for N = 0
 
 
 def mask_counts(masks1, masks2, *, backend: str = "auto"):

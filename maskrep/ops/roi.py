@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["roi_align", "rois_from_boxes"]
+__all__ = ["multilevel_roi_align", "roi_align", "roi_levels", "rois_from_boxes"]
 
 
 def rois_from_boxes(boxes: list[torch.Tensor]) -> torch.Tensor:
@@ -128,3 +128,41 @@ def roi_align(
         sel = torch.as_tensor(idx, device=feat.device)
         out[sel] = _sample_group(feat, rois[sel], out_h, out_w, g_h, g_w, spatial_scale, aligned)
     return out.to(orig_dtype)
+
+
+def roi_levels(rois: torch.Tensor, num_levels: int, *, finest_scale: float = 56.0) -> torch.Tensor:
+    """The pyramid level each RoI reads, mmdetection's rule (RefineMask's ``SingleRoIExtractor``):
+    floor(log2(sqrt(w h) / finest_scale + 1e-6)), clamped to [0, num_levels - 1] (level 0 = the
+    finest feature map given). rois: (K, 5) -> (K,) int64."""
+    scale = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
+    return torch.floor(torch.log2(scale / finest_scale + 1e-6)).clamp(0, num_levels - 1).long()
+
+
+def multilevel_roi_align(features: list[torch.Tensor], rois: torch.Tensor, output_size: int | tuple[int, int], *,
+                         strides, finest_scale: float = 56.0, sampling_ratio: int = 0,
+                         aligned: bool = True) -> torch.Tensor:
+    """RoIAlign from a feature pyramid: each RoI from the level :func:`roi_levels` assigns it.
+
+    Parameters
+    ----------
+    features : list of length L of (B, C, H_l, W_l), finest first.
+    rois : (K, 5) ``(batch_index, x0, y0, x1, y1)`` image pixels.
+    strides : the L levels' strides (the spatial scale of level l is 1 / strides[l]).
+    finest_scale, sampling_ratio, aligned : see :func:`roi_levels` and :func:`roi_align`
+        (RefineMask: 56, adaptive sampling, aligned).
+
+    Returns
+    -------
+    (K, C, PH, PW): one :func:`roi_align` call per level on that level's RoIs.
+    """
+    if len(features) != len(strides):
+        raise ValueError(f"{len(features)} feature maps but {len(strides)} strides")
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    levels = roi_levels(rois, len(features), finest_scale=finest_scale)
+    out = features[0].new_zeros((len(rois), features[0].shape[1], out_h, out_w))
+    for lvl, (feat, stride) in enumerate(zip(features, strides)):
+        sel = torch.nonzero(levels == lvl).squeeze(1)
+        if len(sel):
+            out[sel] = roi_align(feat, rois[sel], (out_h, out_w), spatial_scale=1.0 / stride,
+                                 sampling_ratio=sampling_ratio, aligned=aligned)
+    return out

@@ -92,7 +92,7 @@ def test_adelaidet_format_round_trip(tmp_path):
 
 
 def test_bad_dim():
-    with pytest.raises(ValueError, match="dim must be in \\[1, 64\\], got 65"):
+    with pytest.raises(ValueError, match="dim must be an integer \\[1, 64\\], got 65"):
         PCACodec(mask_size=8, dim=65)
 
 

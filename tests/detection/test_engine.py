@@ -76,8 +76,11 @@ def test_ddp_two_processes_equal_one_process(synthetic, tmp_path):
 
 
 def test_non_finite_loss_stops_with_a_message(synthetic, tmp_path):
-    cfg, module = _cfg(synthetic, tmp_path / "nan", max_iter=2, lr=float("nan"))
-    with pytest.raises(FloatingPointError, match="non-finite loss at iteration 1"):
+    cfg, module = _cfg(synthetic, tmp_path / "nan", max_iter=4, lr=1e30, warmup_iters=0, clip_grad=None)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at iteration \d: .* no checkpoint was written yet"):
+        train(cfg, module, resume=False, progress=False)
+    cfg["solver"]["lr"] = float("nan")  # refused before anything runs
+    with pytest.raises(ValueError, match="solver.lr = nan must be a number > 0"):
         train(cfg, module, resume=False, progress=False)
 
 

@@ -25,6 +25,19 @@ def _pca():
 
 #: small settings per head (FPN channels 16), with each head's options
 SMALL = {
+    "blendmask": lambda: {"num_classes": 6, "attn_size": 4, "resolution": 8, "basis_channels": 8, "basis_convs": 1},
+    "blendmask/crmask": lambda: {"num_classes": 6, "attn_size": 4, "resolution": 8, "basis_channels": 8,
+                                 "basis_convs": 1, "attention": "crmask", "rank": 2},
+    "embedmask": lambda: {"num_classes": 6, "embed_dim": 5, "branch_channels": 8, "branch_convs": 1},
+    "embedmask/few-proposals": lambda: {"num_classes": 6, "embed_dim": 5, "branch_channels": 8, "branch_convs": 1,
+                                        "max_proposals": 3, "restrict_to_box": False},
+    "centermask": lambda: {"num_classes": 6, "shape_size": 6, "saliency_channels": 8, "saliency_convs": 1},
+    "centermask/agnostic": lambda: {"shape_size": 6, "saliency": "agnostic", "saliency_channels": 8,
+                                    "saliency_convs": 1, "max_proposals": 3},
+    "refinemask": lambda: {"num_classes": 6, "channels": 24, "roi_size": 4, "instance_convs": 1, "semantic_convs": 1,
+                           "min_iou": 0.0},
+    "refinemask/agnostic": lambda: {"class_agnostic": True, "channels": 24, "roi_size": 4, "instance_convs": 1,
+                                    "semantic_convs": 1, "rois_per_image": 2},
     "crmask": lambda: {"mask_size": 6, "rank": 2},
     "crmask/reg": lambda: {"mask_size": 6, "rank": 2, "mode": "reg"},
     "meinst": lambda: {"codec": _pca(), "num_convs": 1},
@@ -114,5 +127,32 @@ def test_training_mode_needs_targets(batch):
 
 
 def test_unknown_head_lists_the_table():
-    with pytest.raises(KeyError, match="unknown mask head 'meinstt'; valid names: crmask, meinst"):
+    with pytest.raises(KeyError, match="unknown mask head 'meinstt'; valid names: blendmask, centermask, crmask, embedmask, meinst, "
+                                     "refinemask"):
         get_head("meinstt")
+
+
+def test_a_head_that_needs_p2_refuses_an_fpn_without_it():
+    head = get_head("refinemask", in_channels=16, **SMALL["refinemask"]())
+    with pytest.raises(ValueError, match=r"RefineMaskHead needs FPN levels \('p2', 'p3', 'p4', 'p5'\), but the FPN "
+                                         r"gives \('p3', .*p2 missing \(build the FPN with use_p2=True"):
+        build_fcos(6, depth=18, norm="GN", freeze_at=0, width=8, fpn_channels=16, use_p2=False, mask_head=head)
+
+
+def test_refinemask_merge_replaces_only_the_band():
+    from maskrep.detection.heads.refinemask import merge_stages
+
+    coarse = torch.full((1, 4, 4), -5.0)
+    coarse[0, 1:3, 1:3] = 5.0  # a 2 x 2 object in a 4 x 4 map
+    fine = torch.full((1, 8, 8), 7.0)  # the finer stage says "object" everywhere
+    merged = merge_stages([coarse, fine], width=1)
+    up = torch.nn.functional.interpolate(coarse[:, None], size=(8, 8), mode="bilinear", align_corners=True)[0, 0]
+    # with width 1 every pixel of the coarse map is within one of the contour: the band, up-sampled
+    # and >= 0.5, covers all of the 8 x 8 map here, so the fine stage wins everywhere
+    assert torch.equal(merged[0], fine[0])
+    big = torch.full((1, 8, 8), -5.0)
+    big[0, 2:6, 2:6] = 5.0
+    merged = merge_stages([big, torch.full((1, 16, 16), 7.0)], width=1)
+    up = torch.nn.functional.interpolate(big[:, None], size=(16, 16), mode="bilinear", align_corners=True)[0, 0]
+    far = merged[0, :2, :2]  # far from the contour: the coarse logits, up-sampled
+    assert torch.equal(far, up[:2, :2]) and (merged[0] == 7.0).any()

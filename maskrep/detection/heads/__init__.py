@@ -2,19 +2,27 @@
 
     >>> from maskrep.detection.heads import get_head, list_heads
     >>> list_heads()
-    ['crmask', 'meinst']
+    ['blendmask', 'centermask', 'crmask', 'embedmask', 'meinst', 'refinemask']
     >>> get_head("crmask", in_channels=64).in_features
     ()
 """
 
 from .base import MaskHead, MaskMaps, gt_masks_of
+from .blendmask import BlendMaskHead
+from .centermask import CenterMaskHead
 from .crmask import CRMaskHead
+from .embedmask import EmbedMaskHead
 from .meinst import MEInstHead
+from .refinemask import RefineMaskHead
 
 #: name -> head class. Every built-in head, written out once.
 HEADS = {
+    "blendmask": BlendMaskHead,
+    "centermask": CenterMaskHead,
     "crmask": CRMaskHead,
+    "embedmask": EmbedMaskHead,
     "meinst": MEInstHead,
+    "refinemask": RefineMaskHead,
 }
 
 
@@ -31,4 +39,4 @@ def get_head(name: str, **params) -> MaskHead:
     return cls(**params)
 
 
-__all__ = ["HEADS", "CRMaskHead", "MEInstHead", "MaskHead", "MaskMaps", "get_head", "gt_masks_of", "list_heads"]
+__all__ = ["HEADS", "BlendMaskHead", "CRMaskHead", "CenterMaskHead", "EmbedMaskHead", "MEInstHead", "MaskHead", "MaskMaps", "RefineMaskHead", "get_head", "gt_masks_of", "list_heads"]
