@@ -401,3 +401,311 @@ def shape_saliency_kernel(shapes, saliency, boxes, stride, out):
                 v = ((1 - ly) * ((1 - lx) * a[ylo, xlo] + lx * a[ylo, xhi])
                      + ly * ((1 - lx) * a[yhi, xlo] + lx * a[yhi, xhi]))
                 out[i, r, c] = 1.0 / (1.0 + math.exp(-v)) / (1.0 + math.exp(-saliency[r, c]))
+
+
+# ---- RLE -----------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _push_run(runs, slot, n, limit, length):
+    """Append one run to a mask's slot; False when the slot is full."""
+    if n >= limit:
+        return False
+    runs[slot + n] = length
+    return True
+
+
+@numba.njit(cache=True, parallel=True)
+def paste_rle_kernel(probs, boxes, height, width, threshold, slot_start, slot_size, runs, nruns, overflow):
+    """Paste (N, S, S) crops into (H, W) images as COCO run lengths, never writing the masks.
+
+    The values are the paste kernel's (``paste_masks_kernel``: the same taps, the same arithmetic,
+    the same pixels), thresholded and run-length coded in column-major order, zeros first. Mask i
+    writes its runs to ``runs[slot_start[i]:slot_start[i] + slot_size[i]]`` and their count to
+    ``nruns[i]``; a slot too small sets ``overflow[i]`` (the caller redoes that mask with room).
+    """
+    n, size = probs.shape[0], probs.shape[1]
+    total = height * width
+    for i in numba.prange(n):
+        slot, limit = slot_start[i], slot_size[i]
+        count = 0
+        start = 0  # where the current run began (column-major position)
+        current = 0  # the current run's value
+        ok = True
+        x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        if x1 > x0 and y1 > y0:
+            c_lo, c_hi = _reach(x0, x1, size, width)
+            r_lo, r_hi = _reach(y0, y1, size, height)
+            if c_hi > c_lo and r_hi > r_lo:
+                scale_x = size / (x1 - x0)
+                scale_y = size / (y1 - y0)
+                crop = probs[i]
+                ncol = c_hi - c_lo
+                xrow = np.zeros((size + 2, ncol))
+                for j in range(ncol):
+                    rx, wx0, wx1 = _axis_taps(c_lo + j, x0, scale_x)
+                    for k in range(-1, size + 1):
+                        xrow[k + 1, j] = wx0 * _tap(crop, k, rx, size) + wx1 * _tap(crop, k, rx + 1, size)
+                for j in range(ncol):
+                    base = (c_lo + j) * height
+                    for r in range(r_lo, r_hi):
+                        ry, wy0, wy1 = _axis_taps(r, y0, scale_y)
+                        if ry < -1 or ry > size - 1:
+                            top_row, bottom_row = -1, -1
+                        else:
+                            top_row, bottom_row = ry + 1, ry + 2
+                        top = xrow[top_row, j] if top_row >= 0 else 0.0
+                        bottom = xrow[bottom_row, j] if bottom_row >= 0 else 0.0
+                        bit = 1 if wy0 * top + wy1 * bottom >= threshold else 0
+                        if bit != current:
+                            p = base + r
+                            if not _push_run(runs, slot, count, limit, p - start):
+                                ok = False
+                                break
+                            count += 1
+                            start = p
+                            current = bit
+                    if not ok:
+                        break
+                    # the pixels below the reached rows, and above them in the next column, are 0
+                    if current == 1 and not (r_hi == height and r_lo == 0 and j + 1 < ncol):
+                        p = base + r_hi
+                        if not _push_run(runs, slot, count, limit, p - start):
+                            ok = False
+                            break
+                        count += 1
+                        start = p
+                        current = 0
+        if ok and current == 1:  # close the last foreground run
+            ok = _push_run(runs, slot, count, limit, total - start)
+            count += 1
+            start = total
+            current = 0
+        if ok and (start < total or count == 0):  # the final zeros (or an empty mask's one run)
+            ok = _push_run(runs, slot, count, limit, total - start)
+            count += 1
+        nruns[i] = count
+        overflow[i] = not ok
+
+
+@numba.njit(cache=True)
+def encode_runs_kernel(runs, slot_start, nruns, char_start, chars, nchars):
+    """pycocotools' compressed string of each mask's runs (6-bit groups, ASCII 48-111, each run but
+    the first three as the difference to the run two before): ``chars[char_start[i]:...]``."""
+    for i in range(len(nruns)):
+        base = slot_start[i]
+        out = char_start[i]
+        pos = 0
+        for j in range(nruns[i]):
+            x = np.int64(runs[base + j])
+            if j > 2:
+                x -= np.int64(runs[base + j - 2])
+            more = True
+            while more:
+                c = x & 0x1F
+                x >>= 5
+                if c & 0x10:
+                    more = x != -1
+                else:
+                    more = x != 0
+                if more:
+                    c |= 0x20
+                chars[out + pos] = c + 48
+                pos += 1
+        nchars[i] = pos
+
+
+@numba.njit(cache=True)
+def decode_counts_kernel(chars, char_start, char_len, runs, run_start, nruns):
+    """pycocotools' compressed strings (bytes back to back) -> run lengths at ``run_start[i]``, their
+    number in ``nruns[i]``; ``runs`` is sized by the caller (a string of L characters has at most L runs)."""
+    for i in range(len(char_start)):
+        pos = char_start[i]
+        end = pos + char_len[i]
+        m = 0
+        base = run_start[i]
+        while pos < end:
+            x = np.int64(0)
+            k = 0
+            more = True
+            while more:
+                c = np.int64(chars[pos]) - 48
+                x |= (c & 0x1F) << (5 * k)
+                more = (c & 0x20) != 0
+                pos += 1
+                k += 1
+                if not more and (c & 0x10):
+                    x |= np.int64(-1) << (5 * k)
+            if m > 2:
+                x += runs[base + m - 2]
+            runs[base + m] = x
+            m += 1
+        nruns[i] = m
+
+
+@numba.njit(cache=True, inline="always")
+def _fg_span(runs, start, count):
+    """First and one-past-last foreground positions of a mask's runs (0, 0 when empty), its area."""
+    pos = 0
+    first = -1
+    last = 0
+    area = 0
+    for j in range(count):
+        run = runs[start + j]
+        if j % 2 == 1 and run > 0:
+            if first < 0:
+                first = pos
+            last = pos + run
+            area += run
+        pos += run
+    if first < 0:
+        return 0, 0, 0
+    return first, last, area
+
+
+@numba.njit(cache=True, inline="always")
+def _intersection(runs, a_start, a_count, b_start, b_count):
+    """Foreground pixels two masks' runs share: both walked once, boundary by boundary."""
+    ia = 0
+    ib = 0
+    a_end = runs[a_start] if a_count > 0 else 0  # where a's current run ends
+    b_end = runs[b_start] if b_count > 0 else 0
+    pos = 0
+    inter = 0
+    while ia < a_count and ib < b_count:
+        nxt = min(a_end, b_end)
+        if ia % 2 == 1 and ib % 2 == 1:
+            inter += nxt - pos
+        pos = nxt
+        if a_end == nxt:
+            ia += 1
+            if ia < a_count:
+                a_end += runs[a_start + ia]
+        if b_end == nxt:
+            ib += 1
+            if ib < b_count:
+                b_end += runs[b_start + ib]
+    return inter
+
+
+@numba.njit(cache=True, parallel=True)
+def rle_iou_kernel(runs, start_a, count_a, start_b, count_b, crowd, inter_out, iou_out):
+    """Pairwise intersections and pycocotools' IoU of masks a (N) and b (M), from their runs.
+
+    A pair whose foreground spans (first to last position) do not overlap shares nothing; crowd
+    regions of b divide by the area of a alone; a pair of empty masks, or a disjoint pair, gives 0
+    (pycocotools skips pairs whose boxes do not overlap).
+    """
+    n, m = len(start_a), len(start_b)
+    spans_b = np.zeros((m, 3), dtype=np.int64)
+    for j in range(m):
+        f, l_, ar = _fg_span(runs, start_b[j], count_b[j])
+        spans_b[j, 0], spans_b[j, 1], spans_b[j, 2] = f, l_, ar
+    for i in numba.prange(n):
+        fa, la, area_a = _fg_span(runs, start_a[i], count_a[i])
+        for j in range(m):
+            if area_a == 0 or spans_b[j, 2] == 0 or la <= spans_b[j, 0] or spans_b[j, 1] <= fa:
+                continue
+            inter = _intersection(runs, start_a[i], count_a[i], start_b[j], count_b[j])
+            inter_out[i, j] = inter
+            union = area_a if crowd[j] else area_a + spans_b[j, 2] - inter
+            iou_out[i, j] = inter / union
+
+
+@numba.njit(cache=True, parallel=True)
+def rle_counts_kernel(runs, start_a, count_a, start_b, count_b, inter_out, area_a_out, area_b_out):
+    """Element-wise: mask a[i] against b[i] -> their intersection and areas, from their runs."""
+    for i in numba.prange(len(start_a)):
+        fa, la, area_a = _fg_span(runs, start_a[i], count_a[i])
+        fb, lb, area_b = _fg_span(runs, start_b[i], count_b[i])
+        area_a_out[i] = area_a
+        area_b_out[i] = area_b
+        if area_a > 0 and area_b > 0 and la > fb and lb > fa:
+            inter_out[i] = _intersection(runs, start_a[i], count_a[i], start_b[i], count_b[i])
+
+
+@numba.njit(cache=True)
+def _crossing_bound(verts, a, b, width):
+    """An upper bound on one polygon's column crossings (pycocotools' rule)."""
+    m = b - a
+    total = 0
+    for k in range(m):
+        k1 = k + 1 if k + 1 < m else 0
+        first, last = _columns_spanned(_grid_coord(verts[a + k, 0]), _grid_coord(verts[a + k1, 0]), width)
+        total += max(last - first + 1, 0)
+    return total
+
+
+@numba.njit(cache=True, parallel=True)
+def polygon_rle_bounds(verts, poly_start, inst_start, width, bounds):
+    """Per instance, an upper bound on the runs of its RLE (two per crossing, plus two)."""
+    for i in numba.prange(len(inst_start) - 1):
+        total = 0
+        for p in range(inst_start[i], inst_start[i + 1]):
+            total += _crossing_bound(verts, poly_start[p], poly_start[p + 1], width)
+        bounds[i] = 2 * total + 2
+
+
+@numba.njit(cache=True, parallel=True)
+def polygons_to_rle_kernel(verts, poly_start, inst_start, height, width, slot_start, runs, nruns):
+    """Each instance's polygons (image coordinates) straight to COCO run lengths by pycocotools'
+    rule: a polygon's column crossings, as column-major positions c * H + row, sorted and paired
+    into foreground intervals (what decoding pycocotools' RLE does); the instance is the union of its
+    polygons' intervals, merged, then written as runs, zeros first."""
+    total_pixels = height * width
+    for i in numba.prange(len(inst_start) - 1):
+        bound = 0
+        for p in range(inst_start[i], inst_start[i + 1]):
+            bound += _crossing_bound(verts, poly_start[p], poly_start[p + 1], width)
+        starts = np.empty(bound // 2 + 1, dtype=np.int64)
+        ends = np.empty(bound // 2 + 1, dtype=np.int64)
+        ninterval = 0
+        for p in range(inst_start[i], inst_start[i + 1]):
+            a, b = poly_start[p], poly_start[p + 1]
+            m = b - a
+            positions = np.empty(_crossing_bound(verts, a, b, width), dtype=np.int64)
+            count = 0
+            gx = np.empty(m, dtype=np.int64)
+            gy = np.empty(m, dtype=np.int64)
+            for k in range(m):
+                gx[k] = _grid_coord(verts[a + k, 0])
+                gy[k] = _grid_coord(verts[a + k, 1])
+            for k in range(m):
+                k1 = k + 1 if k + 1 < m else 0
+                first, last = _columns_spanned(gx[k], gx[k1], width)
+                for c in range(first, last + 1):
+                    row = _edge_crossing_row(gx[k], gy[k], gx[k1], gy[k1], c, height)
+                    if row >= 0:
+                        positions[count] = c * height + row
+                        count += 1
+            positions = np.sort(positions[:count])
+            for j in range(0, count - 1, 2):
+                if positions[j + 1] > positions[j]:
+                    starts[ninterval] = positions[j]
+                    ends[ninterval] = positions[j + 1]
+                    ninterval += 1
+        order = np.argsort(starts[:ninterval], kind="mergesort")
+        slot = slot_start[i]
+        n = 0
+        pos = 0  # end of what is written so far
+        cur_s, cur_e = -1, -1
+        for q in range(ninterval):
+            s, e = starts[order[q]], ends[order[q]]
+            if cur_e >= s:  # overlapping or touching: one interval
+                cur_e = max(cur_e, e)
+                continue
+            if cur_s >= 0:
+                runs[slot + n] = cur_s - pos
+                runs[slot + n + 1] = cur_e - cur_s
+                n += 2
+                pos = cur_e
+            cur_s, cur_e = s, e
+        if cur_s >= 0:
+            runs[slot + n] = cur_s - pos
+            runs[slot + n + 1] = cur_e - cur_s
+            n += 2
+            pos = cur_e
+        if pos < total_pixels or n == 0:
+            runs[slot + n] = total_pixels - pos
+            n += 1
+        nruns[i] = n

@@ -67,6 +67,20 @@ class CocoInstance:
             return polygons_to_mask(self.polygons, self.height, self.width)
         return rle_to_mask(self.rle)
 
+    def to_rle(self) -> dict:
+        """The full-image mask as a compressed COCO RLE (``{"size": [H, W], "counts": str}``), made
+        without the dense mask: byte for byte pycocotools' ``merge(frPyObjects(...))``."""
+        if self.polygons is not None:
+            from ..ops.rle import polygons_to_rle
+
+            return polygons_to_rle([self.polygons], self.height, self.width)[0]
+        counts = self.rle["counts"]
+        if isinstance(counts, (str, bytes)):
+            return {"size": [self.height, self.width], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+        from ..ops.rle import encode_counts
+
+        return {"size": [self.height, self.width], "counts": encode_counts(counts)}
+
 
 class CocoInstances:
     """The instances of a COCO JSON file, streamed one record at a time.

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from ..ops.masks import paste_masks
 from .heads.base import MaskMaps
 
-__all__ = ["masks_in_image", "scale_boxes"]
+__all__ = ["masks_in_image", "rles_in_image", "scale_boxes"]
 
 
 def scale_boxes(boxes, input_size: tuple[int, int], output_size: tuple[int, int], *, flipped: bool = False) -> np.ndarray:
@@ -74,3 +74,20 @@ def masks_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_si
     if flipped:
         masks = np.ascontiguousarray(masks[:, :, ::-1])
     return masks
+
+
+def rles_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_size: tuple[int, int], *,
+                  flipped: bool = False) -> list[dict]:
+    """One image's detection masks at the original size as COCO RLEs (``{"size", "counts": str}``).
+
+    Box-frame maps are pasted straight to RLE (:func:`maskrep.ops.paste_masks_to_rle`: the runs of
+    the pixels each box reaches, byte for byte the encoding of :func:`masks_in_image`'s masks);
+    image-frame maps, and flipped inputs, go through the dense masks.
+    """
+    from ..ops.rle import mask_to_rle, paste_masks_to_rle
+
+    if mask.frame == "box" and not flipped:
+        maps = mask.maps.detach().double().cpu().numpy()
+        return paste_masks_to_rle(maps, scale_boxes(boxes, input_size, output_size), output_size,
+                                  threshold=mask.threshold)
+    return [mask_to_rle(m) for m in masks_in_image(mask, boxes, input_size, output_size, flipped=flipped)]

@@ -15,9 +15,8 @@ import torch
 from tqdm import tqdm
 
 from .._io import atomic_write_json
-from ..detection.postprocess import masks_in_image, scale_boxes
+from ..detection.postprocess import rles_in_image, scale_boxes
 from ..distributed import all_gather_object, get_rank, get_world_size, is_main
-from ..ops.rle import mask_to_rle
 
 __all__ = ["STAT_NAMES", "coco_eval", "detections_to_coco", "evaluate_detector", "format_metrics",
            "matched_boundary_fscores"]
@@ -42,23 +41,22 @@ def detections_to_coco(det: dict, target: dict, category_ids: list[int]) -> list
     """One image's detections (resized input frame) -> COCO result dicts in the original image frame.
 
     Boxes are scaled back (and unflipped); a ``mask`` (:class:`maskrep.detection.heads.MaskMaps`)
-    becomes an RLE segmentation at the original resolution (:func:`maskrep.detection.postprocess.masks_in_image`).
+    becomes an RLE segmentation at the original resolution, pasted straight to RLE for box-frame
+    maps (:func:`maskrep.detection.postprocess.rles_in_image`).
     """
     size, orig = tuple(target["size"]), tuple(target["orig_size"])
     flipped = bool(target.get("flipped"))
     boxes = scale_boxes(det["boxes"], size, orig, flipped=flipped)
     scores = det["scores"].detach().float().cpu().numpy()
     labels = det["labels"].cpu().numpy()
-    masks = masks_in_image(det["mask"], det["boxes"], size, orig, flipped=flipped) if "mask" in det else None
+    rles = rles_in_image(det["mask"], det["boxes"], size, orig, flipped=flipped) if "mask" in det else None
     out = []
     for k in range(len(scores)):
         x0, y0, x1, y1 = (float(v) for v in boxes[k])
         res = {"image_id": int(target["image_id"]), "category_id": int(category_ids[labels[k]]),
                "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[k])}
-        if masks is not None:
-            rle = mask_to_rle(masks[k])
-            res["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode()
-                                   if isinstance(rle["counts"], bytes) else rle["counts"]}
+        if rles is not None:
+            res["segmentation"] = rles[k]
         out.append(res)
     return out
 

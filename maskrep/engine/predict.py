@@ -10,8 +10,7 @@ from tqdm import tqdm
 
 from .._io import atomic_write_json
 from ..data.detection import collate, read_image, resize_image
-from ..detection.postprocess import masks_in_image, scale_boxes
-from ..ops.rle import mask_to_rle
+from ..detection.postprocess import masks_in_image, rles_in_image, scale_boxes
 from .recipe import load_model
 
 __all__ = ["predict"]
@@ -58,11 +57,12 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
         det = model(images.to(device), image_sizes=[size])[0]
         keep = det["scores"] >= score_thresh
         boxes = scale_boxes(det["boxes"][keep], size, orig)
-        masks = None
+        masks, rles = None, None
         if "mask" in det:
             mask = det["mask"]
             mask = type(mask)(mask.maps[keep], mask.frame, mask.stride, mask.threshold)
             masks = masks_in_image(mask, det["boxes"][keep], size, orig)
+            rles = rles_in_image(mask, det["boxes"][keep], size, orig) if json_path else None
         scores, labels = det["scores"][keep].cpu().numpy(), det["labels"][keep].cpu().numpy()
         picture = draw_detections(np.asarray(img), boxes, masks, labels, scores, names)
         stem = os.path.splitext(os.path.basename(path))[0]
@@ -71,8 +71,8 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
             x0, y0, x1, y1 = (float(v) for v in boxes[k])
             res = {"image_id": index, "file_name": os.path.basename(path), "category_id": int(category_ids[labels[k]]),
                    "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[k])}
-            if masks is not None:
-                res["segmentation"] = mask_to_rle(masks[k])
+            if rles is not None:
+                res["segmentation"] = rles[k]
             results.append(res)
     if json_path:
         atomic_write_json(json_path, results)

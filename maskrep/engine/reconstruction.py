@@ -16,7 +16,8 @@ import numpy as np
 
 from ..codecs import MaskCodec, get_codec, load
 from ..data.coco import CocoInstance, crop_instances
-from ..ops.masks import _iou_from_counts, mask_counts, mask_iou, paste_masks
+from ..ops.masks import _iou_from_counts, mask_counts
+from ..ops.rle import paste_masks_to_rle, rle_counts
 
 __all__ = [
     "evaluate_reconstruction",
@@ -36,13 +37,22 @@ def iter_crops(instances: Sequence[CocoInstance], size: int, *, chunk: int = 409
 
 
 def fit_codec(codec: MaskCodec, instances: Sequence[CocoInstance], *, chunk: int = 4096, progress: bool = True) -> MaskCodec:
-    """Fit ``codec`` on the box crops of ``instances`` (streamed in chunks), with a progress bar."""
+    """Fit ``codec`` on the box crops of ``instances`` (streamed in chunks), with a progress bar.
+
+    In a process group (``torchrun``) each process crops every ``world_size``-th instance and the
+    codec sums the statistics over the processes: every process ends with the same codec, the one a
+    single process fitting all instances gets (for ``pca`` without sampled jitter the statistics are
+    integers, equal bit for bit; the eigensolver's last bits follow its thread count).
+    """
     if not codec.needs_fit:
         return codec
     from tqdm import tqdm
 
-    with tqdm(total=len(instances), desc=f"fit {codec.name}", unit="mask", disable=not progress) as bar:
-        codec.fit(iter_crops(instances, codec.mask_size, chunk=chunk), progress=bar.update)
+    from ..distributed import get_rank, get_world_size, is_main
+
+    share = instances[get_rank() :: get_world_size()]
+    with tqdm(total=len(share), desc=f"fit {codec.name}", unit="mask", disable=not (progress and is_main())) as bar:
+        codec.fit(iter_crops(share, codec.mask_size, chunk=chunk), progress=bar.update)
     return codec
 
 
@@ -125,9 +135,7 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             fn += int((area_gt - inter).sum())
             tn += int(pred.size - union.sum())
             if full_image:
-                for inst, p in zip(batch, maps):
-                    pasted = paste_masks(p[None], inst.box[None], (inst.height, inst.width))
-                    full_ious.append(mask_iou(pasted, inst.mask()[None])[0])
+                full_ious.append(_full_image_ious(batch, maps))
             bar.update(len(batch))
     crop = np.concatenate(crop_ious) if crop_ious else np.zeros(0)
     n = len(instances)
@@ -147,8 +155,24 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
     if meinst_jitter_seed is not None:
         out["meinst_jitter_seed"] = meinst_jitter_seed
     if full_image:
-        out.update(_summary("full_iou", np.asarray(full_ious)))
+        out.update(_summary("full_iou", np.concatenate(full_ious) if full_ious else np.zeros(0)))
     return out
+
+
+def _full_image_ious(batch: Sequence[CocoInstance], maps: np.ndarray) -> np.ndarray:
+    """(n,) IoU of each decoded map pasted into its box at image resolution against the instance's
+    full-image mask, on RLEs throughout (no (H, W) mask is made): the values
+    ``mask_iou(paste_masks(map, box, (H, W)), inst.mask())`` gives."""
+    preds: list[dict] = [{}] * len(batch)
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for k, inst in enumerate(batch):
+        by_size.setdefault((inst.height, inst.width), []).append(k)
+    for size, idx in by_size.items():
+        boxes = np.stack([batch[k].box for k in idx])
+        for k, rle in zip(idx, paste_masks_to_rle(maps[idx], boxes, size)):
+            preds[k] = rle
+    inter, area_pred, area_gt = rle_counts(preds, [inst.to_rle() for inst in batch])
+    return _iou_from_counts(inter, area_pred + area_gt - inter)
 
 
 def _summary(key: str, ious: np.ndarray) -> dict:

@@ -14,7 +14,16 @@ from .masks import (
 from .nms import batched_nms, nms
 from .polygons import polygon_area, polygons_to_mask
 from .resample import aligned_bilinear
-from .rle import mask_to_rle, rle_area, rle_to_mask
+from .rle import (
+    mask_to_rle,
+    paste_masks_to_rle,
+    polygons_to_rle,
+    rle_area,
+    rle_counts,
+    rle_intersection,
+    rle_iou,
+    rle_to_mask,
+)
 from .roi import multilevel_roi_align, roi_align, roi_levels, rois_from_boxes
 
 __all__ = [
@@ -35,11 +44,16 @@ __all__ = [
     "multilevel_roi_align",
     "nms",
     "paste_masks",
+    "paste_masks_to_rle",
     "polygon_area",
     "polygons_to_mask",
     "polygons_to_masks",
+    "polygons_to_rle",
     "rasterize_in_boxes",
     "rle_area",
+    "rle_counts",
+    "rle_intersection",
+    "rle_iou",
     "rle_to_mask",
     "roi_align",
     "roi_levels",

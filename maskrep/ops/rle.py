@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["decode_counts", "encode_counts", "mask_to_rle", "rle_area", "rle_to_mask"]
+__all__ = ["decode_counts", "encode_counts", "mask_to_rle", "paste_masks_to_rle", "polygons_to_rle", "rle_area",
+           "rle_counts", "rle_intersection", "rle_iou", "rle_to_mask"]
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:
@@ -132,3 +133,241 @@ def rle_to_mask(rles: dict | Sequence[dict]) -> np.ndarray:
 def rle_area(rle: dict) -> int:
     """Foreground pixel count of one RLE, without decoding it."""
     return int(_counts_of(rle)[1::2].sum())
+
+
+# ---- operations straight on RLE: no (N, H, W) masks in memory -------------------------------------
+
+def _pack_strings(rles: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run lengths of compressed or uncompressed RLEs back to back: (runs, starts, counts, sizes (N, 2))."""
+    from .._kernels.numba_cpu import decode_counts_kernel
+
+    sizes = np.array([[int(v) for v in r["size"]] for r in rles], dtype=np.int64).reshape(-1, 2)
+    strings = [r["counts"] for r in rles]
+    compressed = [i for i, c in enumerate(strings) if isinstance(c, (str, bytes))]
+    plain = [i for i, c in enumerate(strings) if not isinstance(c, (str, bytes))]
+    as_bytes = [strings[i].encode("ascii") if isinstance(strings[i], str) else strings[i] for i in compressed]
+    lengths = np.zeros(len(rles), dtype=np.int64)  # characters bound the runs: one run takes >= 1
+    lengths[compressed] = [len(b) for b in as_bytes]
+    lengths[plain] = [len(strings[i]) for i in plain]
+    starts = np.zeros(len(rles) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    runs = np.zeros(int(starts[-1]), dtype=np.int64)
+    if compressed:
+        buf = np.frombuffer(b"".join(as_bytes), dtype=np.uint8)
+        char_start = np.zeros(len(compressed), dtype=np.int64)
+        np.cumsum([len(b) for b in as_bytes[:-1]], out=char_start[1:])
+        nruns = np.zeros(len(compressed), dtype=np.int64)
+        decode_counts_kernel(buf, char_start, lengths[compressed], runs, starts[compressed], nruns)
+        lengths[compressed] = nruns
+    for i in plain:
+        runs[starts[i] : starts[i + 1]] = np.asarray(strings[i], dtype=np.int64)
+    return runs, starts[:-1], lengths, sizes
+
+
+def rle_iou(rles1: Sequence[dict], rles2: Sequence[dict], iscrowd=None, *, backend: str = "auto"):
+    """Pairwise IoU of two lists of RLEs, computed on the runs: (N, M) float64.
+
+    Parameters
+    ----------
+    rles1, rles2 : lists of COCO RLE dicts of one size (compressed strings or uncompressed lists)
+    iscrowd : (M,) bool, optional
+        A crowd region of ``rles2`` is matched by the area of ``rles1``'s mask alone (COCO).
+
+    Returns
+    -------
+    (N, M) float64 equal to pycocotools' ``mask.iou(rles1, rles2, iscrowd)``: 0 for disjoint or empty
+    masks. "reference" decodes the masks and counts; "numba" walks the runs of each pair once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.zeros((4, 4), bool); a[:2, :2] = True
+    >>> b = np.zeros((4, 4), bool); b[:2] = True
+    >>> rle_iou([mask_to_rle(a)], [mask_to_rle(b)], [False]).tolist(), rle_iou([mask_to_rle(a)], [mask_to_rle(b)], [True]).tolist()
+    ([[0.5]], [[1.0]])
+    """
+    return _rle_pairs(rles1, rles2, iscrowd, backend)[1]
+
+
+def rle_intersection(rles1: Sequence[dict], rles2: Sequence[dict], *, backend: str = "auto") -> np.ndarray:
+    """Pairwise foreground pixels in common: (N, M) int64 (with :func:`rle_area`, every count IoU needs)."""
+    return _rle_pairs(rles1, rles2, None, backend)[0]
+
+
+def rle_counts(rles1: Sequence[dict], rles2: Sequence[dict], *, backend: str = "auto"):
+    """Element-wise counts of two equally long lists of RLEs: ``rles1[i]`` against ``rles2[i]``.
+
+    Each pair shares one size; pairs may differ (instances of different images). Returns
+    ``(intersection, area1, area2)``, three (N,) int64 arrays, as :func:`maskrep.ops.mask_counts`
+    gives for the decoded masks, so ``maskrep.ops.mask_iou``'s IoU follows without them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.zeros((4, 4), bool); a[:2, :2] = True
+    >>> b = np.zeros((4, 4), bool); b[:2] = True
+    >>> c = np.zeros((5, 3), bool); c[1:3] = True
+    >>> inter, area1, area2 = rle_counts([mask_to_rle(a), mask_to_rle(c)], [mask_to_rle(b), mask_to_rle(c)])
+    >>> inter.tolist(), area1.tolist(), area2.tolist()
+    ([4, 6], [4, 6], [8, 6])
+    """
+    from .._kernels import choose_backend
+
+    n = len(rles1)
+    if len(rles2) != n:
+        raise ValueError(f"rles1 and rles2 must be equally long for element-wise counts, got {n} and {len(rles2)}")
+    for i, (a, b) in enumerate(zip(rles1, rles2)):
+        if [int(v) for v in a["size"]] != [int(v) for v in b["size"]]:
+            raise ValueError(f"pair {i}: sizes differ, {list(a['size'])} and {list(b['size'])}")
+    inter, area1, area2 = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    if n == 0:
+        return inter, area1, area2
+    if choose_backend(backend) == "numba":
+        from .._kernels.numba_cpu import rle_counts_kernel
+
+        runs, starts, counts, _ = _pack_strings([*rles1, *rles2])
+        rle_counts_kernel(runs, starts[:n], counts[:n], starts[n:], counts[n:], inter, area1, area2)
+        return inter, area1, area2
+    for i, (a, b) in enumerate(zip(rles1, rles2)):
+        ma, mb = rle_to_mask(a), rle_to_mask(b)
+        inter[i], area1[i], area2[i] = int((ma & mb).sum()), int(ma.sum()), int(mb.sum())
+    return inter, area1, area2
+
+
+def _rle_pairs(rles1, rles2, iscrowd, backend):
+    from .._kernels import choose_backend
+
+    n, m = len(rles1), len(rles2)
+    crowd = np.zeros(m, dtype=bool) if iscrowd is None else np.asarray(iscrowd, dtype=bool).reshape(-1)
+    if len(crowd) != m:
+        raise ValueError(f"iscrowd must have one flag per mask of rles2 ({m}), got {len(crowd)}")
+    sizes = {tuple(int(v) for v in r["size"]) for r in (*rles1, *rles2)}
+    if len(sizes) > 1:
+        raise ValueError(f"the RLEs must share one size, got {sorted(sizes)}")
+    inter = np.zeros((n, m), dtype=np.int64)
+    iou = np.zeros((n, m), dtype=np.float64)
+    if n == 0 or m == 0:
+        return inter, iou
+    if choose_backend(backend) == "numba":
+        from .._kernels.numba_cpu import rle_iou_kernel
+
+        runs, starts, counts, _ = _pack_strings([*rles1, *rles2])
+        rle_iou_kernel(runs, starts[:n], counts[:n], starts[n:], counts[n:], crowd, inter, iou)
+        return inter, iou
+    a, b = rle_to_mask(list(rles1)), rle_to_mask(list(rles2))
+    af, bf = a.reshape(n, -1).astype(np.float64), b.reshape(m, -1).astype(np.float64)
+    inter = (af @ bf.T).astype(np.int64)
+    area_a, area_b = af.sum(1), bf.sum(1)
+    union = np.where(crowd[None, :], area_a[:, None], area_a[:, None] + area_b[None, :] - inter)
+    ok = (inter > 0) & (area_a[:, None] > 0) & (area_b[None, :] > 0)
+    iou[ok] = inter[ok] / union[ok]
+    return inter, iou
+
+
+def _runs_to_rles(runs, slot_start, nruns, height: int, width: int) -> list[dict]:
+    from .._kernels.numba_cpu import encode_runs_kernel
+
+    bound = 7 * nruns  # a run of up to 2**32 - 1, or its difference, takes at most 7 characters
+    char_start = np.zeros(len(nruns), dtype=np.int64)
+    np.cumsum(bound[:-1], out=char_start[1:])
+    chars = np.zeros(int(bound.sum()), dtype=np.uint8)
+    nchars = np.zeros(len(nruns), dtype=np.int64)
+    encode_runs_kernel(runs, slot_start, nruns, char_start, chars, nchars)
+    data = chars.tobytes()
+    return [{"size": [height, width], "counts": data[s : s + k].decode("ascii")}
+            for s, k in zip(char_start.tolist(), nchars.tolist())]
+
+
+def _runs_per_column(s: int) -> int:
+    """Room for one pasted column's runs: bilinear along a column is linear between crop rows, so it
+    crosses the threshold at most once per crop row (S + 1 segments); twice that, to spare."""
+    return 2 * s + 8
+
+
+def paste_masks_to_rle(mask_probs, boxes, image_size: tuple[int, int], *, threshold: float = 0.5,
+                       backend: str = "auto") -> list[dict]:
+    """Paste box-frame maps into full images and return COCO RLEs, never holding the (N, H, W) masks.
+
+    Parameters
+    ----------
+    mask_probs : ndarray or Tensor of shape (N, S, S)
+    boxes : (N, 4) xyxy image pixels
+    image_size : (H, W)
+    threshold : float > 0
+
+    Returns
+    -------
+    list of length N of ``{"size": [H, W], "counts": str}``, byte for byte pycocotools' encoding of
+    :func:`maskrep.ops.paste_masks` (same taps, same arithmetic, same threshold). "numba" writes the
+    runs of the pixels each box can reach and nothing else; "reference" pastes densely and encodes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> paste_masks_to_rle(np.ones((1, 2, 2)), np.array([[1.0, 1.0, 3.0, 2.0]]), (3, 4))
+    [{'size': [3, 4], 'counts': '41202'}]
+    """
+    from .._array import to_numpy
+    from .._kernels import choose_backend
+    from .masks import _check_boxes, paste_masks
+
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0 (pixels no crop reaches are 0), got {threshold}")
+    probs = to_numpy(mask_probs, np.float64)
+    if probs.ndim != 3 or probs.shape[1] != probs.shape[2]:
+        raise ValueError(f"mask_probs must be (N, S, S), got shape {probs.shape}")
+    boxes_np = _check_boxes(to_numpy(boxes, np.float64), probs.shape[0])
+    h, w = (int(v) for v in image_size)
+    if choose_backend(backend) != "numba":
+        return [mask_to_rle(m) for m in paste_masks(probs, boxes_np, (h, w), threshold=threshold, backend="reference")]
+    from .._kernels.numba_cpu import paste_rle_kernel
+
+    n, s = probs.shape[:2]
+    widths = np.clip(np.ceil(boxes_np[:, 2] - boxes_np[:, 0]) + 4, 0, w).astype(np.int64)  # columns reached
+    slot_size = widths * _runs_per_column(s) + 4
+    slot_start = np.zeros(n, dtype=np.int64)
+    np.cumsum(slot_size[:-1], out=slot_start[1:])
+    runs = np.zeros(int(slot_size.sum()), dtype=np.int64)
+    nruns = np.zeros(n, dtype=np.int64)
+    overflow = np.zeros(n, dtype=np.bool_)
+    probs, boxes_np = np.ascontiguousarray(probs), np.ascontiguousarray(boxes_np)
+    paste_rle_kernel(probs, boxes_np, h, w, float(threshold), slot_start, slot_size, runs, nruns, overflow)
+    out = _runs_to_rles(runs, slot_start, nruns, h, w)
+    for i in np.flatnonzero(overflow):  # a pathological map: redo it with room for every pixel
+        big = np.zeros(h * w + 2, dtype=np.int64)
+        one_n, one_o = np.zeros(1, np.int64), np.zeros(1, np.bool_)
+        paste_rle_kernel(probs[i : i + 1], boxes_np[i : i + 1], h, w, float(threshold), np.zeros(1, np.int64),
+                         np.array([h * w + 2]), big, one_n, one_o)
+        out[i] = _runs_to_rles(big, np.zeros(1, np.int64), one_n, h, w)[0]
+    return out
+
+
+def polygons_to_rle(polygons: Sequence[Sequence], height: int, width: int, *, backend: str = "auto") -> list[dict]:
+    """Each instance's polygons (image coordinates) as a COCO RLE, without rasterising the image.
+
+    Byte for byte pycocotools' ``merge(frPyObjects(polygons, H, W))`` (its polygon rule,
+    :mod:`maskrep.ops.polygons`). Returns a list of length N of ``{"size": [H, W], "counts": str}``.
+
+    Examples
+    --------
+    >>> polygons_to_rle([[[1, 1, 3, 1, 3, 3, 1, 3]]], 4, 4)
+    [{'size': [4, 4], 'counts': '52203'}]
+    """
+    from .._kernels import choose_backend
+    from .masks import _flatten_polygons, polygons_to_masks
+
+    h, w = int(height), int(width)
+    if choose_backend(backend) != "numba":
+        return [mask_to_rle(m) for m in polygons_to_masks(polygons, h, w, backend="reference")]
+    from .._kernels.numba_cpu import polygon_rle_bounds, polygons_to_rle_kernel
+
+    verts, poly_start, inst_start = _flatten_polygons(polygons)
+    n = len(polygons)
+    bounds = np.zeros(n, dtype=np.int64)
+    polygon_rle_bounds(verts, poly_start, inst_start, w, bounds)
+    slot_start = np.zeros(n, dtype=np.int64)
+    np.cumsum(bounds[:-1], out=slot_start[1:])
+    runs = np.zeros(int(bounds.sum()), dtype=np.int64)
+    nruns = np.zeros(n, dtype=np.int64)
+    polygons_to_rle_kernel(verts, poly_start, inst_start, h, w, slot_start, runs, nruns)
+    return _runs_to_rles(runs, slot_start, nruns, h, w)

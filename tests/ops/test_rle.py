@@ -49,3 +49,158 @@ def test_bad_input_errors():
         mask_to_rle(np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError, match="runs add up to 5, expected H \\* W = 6"):
         rle_to_mask({"size": [2, 3], "counts": [2, 3]})
+
+
+# ---- straight-to-RLE operations: parity with the dense path and with pycocotools --------------------
+
+def _encode_dense(masks):
+    return [mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode("ascii") for m in masks]
+
+
+def _edge_boxes(rng, n, h, w):
+    """Boxes inside, across every border, outside, tiny (under a pixel) and empty."""
+    x0 = rng.uniform(-0.3 * w, 1.1 * w, n)
+    y0 = rng.uniform(-0.3 * h, 1.1 * h, n)
+    bw = rng.choice([0.0, 0.4, 1.0, 3.7, 0.3 * w, 1.6 * w], n) * rng.uniform(0.5, 1.5, n)
+    bh = rng.choice([0.0, 0.4, 1.0, 3.7, 0.3 * h, 1.6 * h], n) * rng.uniform(0.5, 1.5, n)
+    return np.stack([x0, y0, x0 + bw, y0 + bh], 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_paste_to_rle_equals_encoded_dense_paste(seed, threshold):
+    from maskrep.ops import paste_masks, paste_masks_to_rle
+
+    rng = np.random.default_rng(seed)
+    h, w, s, n = int(rng.integers(5, 40)), int(rng.integers(5, 40)), int(rng.choice([2, 7, 14])), 40
+    probs = rng.random((n, s, s))
+    probs[::5] = 1.0  # whole boxes on
+    probs[1::5] = 0.0  # and off
+    boxes = _edge_boxes(rng, n, h, w)
+    dense = paste_masks(probs, boxes, (h, w), threshold=threshold, backend="reference")
+    expected = _encode_dense(dense)
+    for backend in ("numba", "reference"):
+        got = paste_masks_to_rle(probs, boxes, (h, w), threshold=threshold, backend=backend)
+        assert [r["counts"] for r in got] == expected, backend
+        assert all(r["size"] == [h, w] for r in got)
+
+
+def test_paste_to_rle_room_for_runs_falls_back(monkeypatch):
+    """A map whose runs overflow the room kept per column is redone with room for every pixel."""
+    from maskrep.ops import paste_masks, paste_masks_to_rle
+    from maskrep.ops import rle as rle_mod
+
+    rng = np.random.default_rng(3)
+    probs = (np.indices((14, 14)).sum(0) % 2).astype(np.float64)[None].repeat(3, 0)  # a checkerboard
+    probs[2] = rng.random((14, 14))
+    boxes = np.array([[2.0, 1.0, 60.0, 45.0], [0.0, 0.0, 14.0, 14.0], [-5.0, 3.0, 30.0, 70.0]])
+    expected = _encode_dense(paste_masks(probs, boxes, (50, 64), backend="reference"))
+    monkeypatch.setattr(rle_mod, "_runs_per_column", lambda s: 0)
+    assert [r["counts"] for r in paste_masks_to_rle(probs, boxes, (50, 64), backend="numba")] == expected
+
+
+def test_paste_to_rle_inputs():
+    import torch
+
+    from maskrep.ops import paste_masks_to_rle
+
+    probs = torch.full((2, 4, 4), 0.8)
+    boxes = torch.tensor([[1.0, 1.0, 5.0, 6.0], [0.0, 0.0, 2.0, 2.0]])
+    got = paste_masks_to_rle(probs, boxes, (8, 9))
+    assert [rle_area(r) for r in got] == [20, 4]
+    assert paste_masks_to_rle(np.zeros((0, 4, 4)), np.zeros((0, 4)), (8, 9)) == []
+    with pytest.raises(ValueError, match="threshold must be > 0"):
+        paste_masks_to_rle(probs, boxes, (8, 9), threshold=0)
+    with pytest.raises(ValueError, match=r"mask_probs must be \(N, S, S\), got shape \(2, 4, 3\)"):
+        paste_masks_to_rle(np.zeros((2, 4, 3)), boxes, (8, 9))
+
+
+def _random_rles(rng, n, h, w, *, uncompressed=False):
+    masks = rng.random((n, h, w)) < rng.random((n, 1, 1)) ** 2
+    masks[0] = False  # an empty mask
+    masks[1] = True  # a full one
+    rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+    if uncompressed:  # COCO's crowd form: a list of ints
+        rles = [{"size": [h, w], "counts": decode_counts(r["counts"]).tolist()} for r in rles]
+    return masks, rles
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rle_iou_equals_pycocotools(seed):
+    from maskrep.ops import rle_intersection, rle_iou
+
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(1, 30)), int(rng.integers(1, 30))
+    masks_a, a = _random_rles(rng, 9, h, w)
+    masks_b, b = _random_rles(rng, 7, h, w, uncompressed=seed == 1)
+    crowd = rng.random(7) < 0.4
+    b_coco = [mask_utils.frPyObjects(r, h, w) if isinstance(r["counts"], list) else r for r in b]
+    expected = mask_utils.iou(a, b_coco, crowd.astype(np.uint8).tolist())
+    for backend in ("numba", "reference"):
+        got = rle_iou(a, b, crowd, backend=backend)
+        assert np.array_equal(got, expected), backend
+    inter = (masks_a.reshape(9, 1, -1) & masks_b.reshape(1, 7, -1)).sum(-1)
+    assert np.array_equal(rle_intersection(a, b), inter)
+    assert rle_iou(a, [], backend="numba").shape == (9, 0)
+
+
+def test_rle_iou_errors():
+    from maskrep.ops import rle_iou
+
+    a = [mask_to_rle(np.ones((3, 4), bool))]
+    with pytest.raises(ValueError, match=r"share one size, got \[\(3, 4\), \(4, 3\)\]"):
+        rle_iou(a, [mask_to_rle(np.ones((4, 3), bool))])
+    with pytest.raises(ValueError, match=r"one flag per mask of rles2 \(1\), got 2"):
+        rle_iou(a, a, [False, True])
+
+
+def test_polygons_to_rle_equals_pycocotools():
+    from maskrep.ops import polygons_to_rle
+
+    rng = np.random.default_rng(0)
+    h, w = 23, 31
+    instances = []
+    for _ in range(30):
+        parts = []
+        for _ in range(int(rng.integers(1, 3))):
+            k = int(rng.integers(3, 9))
+            centre = rng.uniform([-10, -10], [w + 10, h + 10])
+            pts = centre + rng.normal(0, rng.choice([0.3, 4.0, 15.0]), (k, 2))  # some outside the image
+            parts.append(pts.ravel().tolist())
+        instances.append(parts)
+    expected = [mask_utils.merge(mask_utils.frPyObjects(p, h, w))["counts"].decode("ascii") for p in instances]
+    for backend in ("numba", "reference"):
+        assert [r["counts"] for r in polygons_to_rle(instances, h, w, backend=backend)] == expected, backend
+
+
+def test_rle_counts_equal_mask_counts():
+    from maskrep.ops import rle_counts
+    from maskrep.ops.masks import mask_counts
+
+    rng = np.random.default_rng(5)
+    pairs_a, pairs_b, expected = [], [], []
+    for h, w in [(7, 9), (1, 1), (12, 3), (7, 9)]:  # pairs of different sizes side by side
+        ma, a = _random_rles(rng, 4, h, w)
+        mb, b = _random_rles(rng, 4, h, w, uncompressed=h == 12)
+        mb = mb[::-1]
+        pairs_a += a
+        pairs_b += b[::-1]
+        expected.append(np.stack(mask_counts(ma, mb)))
+    expected = np.concatenate(expected, axis=1)
+    for backend in ("numba", "reference"):
+        assert np.array_equal(np.stack(rle_counts(pairs_a, pairs_b, backend=backend)), expected), backend
+    with pytest.raises(ValueError, match="equally long"):
+        rle_counts(pairs_a, pairs_b[:-1])
+    with pytest.raises(ValueError, match=r"pair 0: sizes differ, \[7, 9\] and \[1, 1\]"):
+        rle_counts(pairs_a[:1], pairs_b[4:5])
+
+
+def test_instance_to_rle_matches_its_mask(coco_val):
+    _, insts = coco_val
+    for inst in insts[:50]:
+        assert (rle_to_mask(inst.to_rle()) == inst.mask()).all()
+    crowd = {"size": [4, 5], "counts": [6, 2, 12]}
+    from maskrep.data.coco import CocoInstance
+
+    inst = CocoInstance(1, 1, "x.jpg", 4, 5, 1, 0, np.zeros(4), 2.0, True, rle=crowd)
+    assert (rle_to_mask(inst.to_rle()) == rle_to_mask(crowd)).all() and isinstance(inst.to_rle()["counts"], str)
