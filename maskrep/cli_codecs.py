@@ -36,8 +36,10 @@ def _writable(path: str) -> None:
 
 def _cmd_fit(args) -> int:
     from .codecs import get_codec
+    from .distributed import init_from_env, is_main
     from .engine.reconstruction import fit_codec
 
+    init_from_env()  # under torchrun: join the group, fit a share, sum the statistics
     params = {"mask_size": args.mask_size}
     if args.dim is not None:
         params["dim"] = args.dim
@@ -55,8 +57,9 @@ def _cmd_fit(args) -> int:
     if not insts:
         raise ValueError(f"{args.annotations}: no instances to fit on (after the filters)")
     fit_codec(codec, insts)
-    codec.save(args.out)
-    print(f"saved {codec!r} to {args.out}")
+    if is_main():
+        codec.save(args.out)
+        print(f"saved {codec!r} to {args.out}")
     return 0
 
 
@@ -86,7 +89,9 @@ def _cmd_reconstruct(args) -> int:
 
 
 def add_commands(add) -> None:
-    p = add("fit", "fit a codec on the box crops of a COCO data set and save it")
+    p = add("fit", "fit a codec on the box crops of a COCO data set and save it; "
+                   "`torchrun --nproc_per_node N -m maskrep fit ...` shares the instances over N processes "
+                   "(or machines) and sums the statistics with torch.distributed, giving the one-process matrix")
     p.add_argument("codec", help="codec name (bitmap, dct, pca, svd)")
     _add_data_args(p)
     p.add_argument("--mask-size", type=int, default=28, help="crop side S (default 28)")
@@ -96,7 +101,10 @@ def add_commands(add) -> None:
     p.add_argument("--resolution", type=int, default=None, help="bitmap resolution R")
     p.add_argument("--no-whiten", dest="whiten", action="store_false", help="pca: do not whiten codes")
     p.add_argument("--no-sigmoid", dest="sigmoid", action="store_false", help="pca: fit on 0/1 masks, not logits")
-    p.add_argument("--no-jitter", dest="jitter", action="store_false", help="pca: no random eps while fitting")
+    p.add_argument("--jitter", choices=("expected", "sample", "none"), default="expected",
+                   help="pca: MEInst's sigmoid jitter in the fit: its exact expectation (default), one seeded draw "
+                        "per pixel as MEInst does, or none")
+    p.add_argument("--no-jitter", dest="jitter", action="store_const", const="none", help="pca: same as --jitter none")
     p.add_argument("--seed", type=int, default=0, help="pca: jitter seed")
     p.add_argument("--out", required=True, help="output .npz (for pca: AdelaiDet's format plus a header)")
     p.set_defaults(func=_cmd_fit)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather_object", "barrier", "get_rank", "get_world_size", "init_from_env", "is_main", "reduce_mean"]
+__all__ = ["all_gather_object", "all_reduce_sum", "barrier", "get_rank", "get_world_size", "init_from_env", "is_main", "reduce_mean"]
 
 
 def is_dist() -> bool:
@@ -63,3 +64,15 @@ def init_from_env() -> torch.device:
     if world > 1 and not is_dist():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return device
+
+
+def all_reduce_sum(array: np.ndarray) -> np.ndarray:
+    """The element-wise sum of ``array`` over the processes (a copy; itself without a group).
+    Integers stay exact (int64 on the wire)."""
+    if not is_dist() or get_world_size() == 1:
+        return array
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    if dist.get_backend() == "nccl":  # NCCL reduces CUDA tensors only
+        t = t.cuda()
+    dist.all_reduce(t)
+    return t.cpu().numpy()

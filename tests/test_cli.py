@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from maskrep.cli import main
 
@@ -59,3 +60,31 @@ def test_train_then_eval(synthetic, tmp_path, capsys):
     assert "Average Precision  (AP) @[ IoU=0.50      | area=   all | maxDets=100 ]" in capsys.readouterr().out
     again = json.loads((out / "eval_model_final" / "coco_eval.json").read_text())
     assert again["bbox"]["AP"] == trained["bbox"]["AP"] and again["bbox"]["AP50"] == trained["bbox"]["AP50"]
+
+
+@pytest.mark.slow
+def test_torchrun_fit_writes_the_matrix_of_one_process(synthetic, tmp_path):
+    """`torchrun --nproc_per_node 2 -m maskrep fit pca ...`: two processes, each cropping half of the
+    instances, write the matrix one process writes. The summed integer statistics are identical; the
+    eigensolver's last bits follow its thread count, which torchrun sets to 1 per process."""
+    import socket
+    import subprocess
+    import sys
+
+    from maskrep.codecs import load
+
+    train = synthetic["train"][0]
+    args = ["fit", "pca", "--annotations", train, "--mask-size", "16", "--dim", "8"]
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    assert main([*args, "--out", str(one)]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "maskrep",
+                          *args, "--out", str(two)], check=False, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("saved") == 1  # rank 0 alone writes
+    a, b = load(one).state_dict(), load(two).state_dict()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-12, err_msg=key)

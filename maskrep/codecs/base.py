@@ -23,6 +23,9 @@ from .._io import atomic_write
 
 __all__ = ["CODECS", "CodecModule", "MaskCodec", "get_codec", "list_codecs", "load", "read_npz", "register_codec"]
 
+#: masks a fit handles at once when given one array (memory stays O(FIT_CHUNK * S * S)).
+FIT_CHUNK = 65536
+
 #: name -> codec class. Filled explicitly in ``maskrep/codecs/__init__.py``.
 CODECS: dict[str, type] = {}
 
@@ -180,8 +183,8 @@ class MaskCodec:
 
         ``progress(n)`` is called with the count of masks of each chunk consumed.
         """
-        if isinstance(masks, np.ndarray) or is_tensor(masks):
-            chunks: Iterable = [masks]
+        if isinstance(masks, np.ndarray) or is_tensor(masks):  # one big array: streamed in slices
+            chunks: Iterable = (masks[i : i + FIT_CHUNK] for i in range(0, max(len(masks), 1), FIT_CHUNK))
         else:
             chunks = masks
         checked = (self._check_masks(np.asarray(c.cpu() if is_tensor(c) else c)) for c in chunks)

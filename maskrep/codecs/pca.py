@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from ..distributed import all_reduce_sum
 from .base import CodecModule, MaskCodec, check_int, read_npz
 
 __all__ = ["MEAN_JITTER_LOGIT", "PCACodec", "PCAModule", "jitter_logits"]
@@ -26,20 +27,76 @@ def jitter_logits(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     eps = max(0.05 * U[0, 1), 0.01) per element: a 20% point mass at 0.01, else U[0.01, 0.05).
     """
-    eps = np.maximum(0.05 * rng.random(masks.shape, dtype=np.float32), np.float32(0.01))
-    x = np.where(masks, 1 - eps, eps)
-    return np.log(x / (1 - x)).astype(np.float32)
+    x = rng.random(masks.shape, dtype=np.float32)  # in place from here: the values of
+    x *= np.float32(0.05)  # log(x / (1 - x)) with x = where(masks, 1 - eps, eps), in fewer passes
+    np.maximum(x, np.float32(0.01), out=x)  # eps
+    np.subtract(np.float32(1), x, out=x, where=np.asarray(masks, dtype=bool))
+    x /= np.float32(1) - x
+    return np.log(x, out=x)
 
 
-def _mean_jitter_logit() -> float:
-    """E[logit(1 - eps)] under the jitter: the deterministic encoder's foreground logit."""
+def _jitter_logit_moment(power: int) -> float:
+    """E[logit(1 - eps)^power] under the jitter: a 20% point mass at eps = 0.01, U[0.01, 0.05) else."""
     grid = np.linspace(0.01, 0.05, 200001)
-    uniform_part = np.trapezoid(np.log((1 - grid) / grid), grid) / 0.04
-    return float(0.2 * np.log(0.99 / 0.01) + 0.8 * uniform_part)
+    uniform_part = np.trapezoid(np.log((1 - grid) / grid) ** power, grid) / 0.04
+    return float(0.2 * np.log(0.99 / 0.01) ** power + 0.8 * uniform_part)
 
 
 #: Foreground logit used by the deterministic encoder (background is its negative); about 3.70.
-MEAN_JITTER_LOGIT = _mean_jitter_logit()
+MEAN_JITTER_LOGIT = _jitter_logit_moment(1)
+#: E[l^2] of the jittered logit magnitude l, for the "expected" jitter fit.
+SECOND_MOMENT_JITTER_LOGIT = _jitter_logit_moment(2)
+
+#: how the sigmoid jitter enters the fit
+JITTER_MODES = ("expected", "sample", "none")
+
+
+def _binary_stats(chunks: Iterable[np.ndarray], d: int, progress: Callable | None) -> tuple[int, np.ndarray, np.ndarray]:
+    """(n, sum b (D,) int64, sum b b^T (D, D) int64) of (n_i, S, S) bool chunks: exact integers, the
+    co-occurrences by an int8 matrix product with int32 results (``torch._int_mm``; the AMX / VNNI
+    units where the processor has them), else a float32 product of 0/1 values, exact below 2**24
+    rows a product. The pixel counts are the co-occurrences' diagonal (b * b = b)."""
+    n, cooc = 0, np.zeros((d, d), dtype=np.int64)
+    for chunk in chunks:
+        b = np.ascontiguousarray(chunk.reshape(chunk.shape[0], -1))  # (n_i, D) bool
+        cooc += _cooccurrences(b)
+        n += b.shape[0]
+        if progress is not None:
+            progress(b.shape[0])
+    return n, np.diagonal(cooc).copy(), cooc
+
+
+def _cooccurrences(b: np.ndarray) -> np.ndarray:
+    """b^T b of an (n, D) bool array as (D, D) int64, exactly (int32 sums: n < 2**31)."""
+    n, d = b.shape
+    t = torch.from_numpy(b.view(np.int8))
+    pad_n, pad_d = -n % 8, -d % 8  # the int8 product wants multiples of 8; zero rows and columns add nothing
+    if pad_n or pad_d:
+        t = torch.nn.functional.pad(t, (0, pad_d, 0, pad_n))
+    try:
+        # the transposed view, not a transposed copy: the product reads either layout, and the copy
+        # would cost as much as the product
+        return torch._int_mm(t.t(), t)[:d, :d].numpy().astype(np.int64)
+    except (RuntimeError, AttributeError):  # no int8 product on this build
+        out = np.zeros((d, d), dtype=np.int64)
+        for start in range(0, n, 2**24):  # float32 sums of 0/1 stay exact below 2**24
+            f = torch.from_numpy(b[start : start + 2**24]).to(torch.float32)
+            out += (f.t() @ f).numpy().astype(np.int64)
+        return out
+
+
+def _sampled_stats(chunks: Iterable[np.ndarray], d: int, rng: np.random.Generator, progress: Callable | None):
+    """(n, sum u, sum u u^T) float64 of freshly jittered logit vectors (MEInst's one draw): float32
+    products per chunk, float64 running sums."""
+    n, total, outer = 0, np.zeros(d, dtype=np.float64), np.zeros((d, d), dtype=np.float64)
+    for chunk in chunks:
+        u = torch.from_numpy(jitter_logits(chunk.reshape(chunk.shape[0], -1), rng))  # (n_i, D) float32
+        total += u.sum(0, dtype=torch.float64).numpy()
+        outer += (u.t() @ u).numpy().astype(np.float64)
+        n += u.shape[0]
+        if progress is not None:
+            progress(u.shape[0])
+    return n, total, outer
 
 
 class PCAModule(CodecModule):
@@ -99,16 +156,22 @@ class PCACodec(MaskCodec):
         Divide codes by sqrt(explained variance), so each has unit variance.
     sigmoid : bool
         Fit and decode in logit space (MEInst default) instead of on the 0/1 mask.
-    jitter : bool or None
-        Draw MEInst's random eps for each element while fitting (``sigmoid`` only). None: unknown
-        (a matrix fitted elsewhere, e.g. AdelaiDet's); such a codec cannot be refitted.
+    jitter : {"expected", "sample", "none"} or None
+        How MEInst's random eps enters the fit (``sigmoid`` only). "expected" (default): its
+        expectation, exactly, from the binary crops' pixel counts and co-occurrences and the
+        jitter's known moments (no random numbers, and the fastest fit); "sample": one draw per
+        element, as MEInst fits (seeded); "none": the mean jittered logit, no jitter. True and False
+        (older files) mean "sample" and "none". None: unknown (a matrix fitted elsewhere, e.g.
+        AdelaiDet's); such a codec cannot be refitted.
     seed : int or None
         Seed of the jitter generator: the same masks give the same matrix (None: unknown).
 
     Notes
     -----
-    Fitting accumulates sum(u) and sum(u u^T) in float64 over chunks, then takes the top-K
-    eigenvectors of the sample covariance (divisor n - 1, scikit-learn's convention). Each
+    Fitting streams the sufficient statistics over chunks (exact integer counts of the binary crops,
+    or float64 sums of sampled logits), then takes the top-K eigenvectors of the sample covariance
+    (divisor n - 1, scikit-learn's convention). Under ``torchrun`` the statistics are summed over
+    the processes, so each fits on its share of the masks and all get the same matrix. Each
     component's sign is fixed so that its largest-magnitude entry is positive. Memory is
     O(S^4) whatever the number of masks. Encoding is deterministic: it uses the mean jittered
     logit (:data:`MEAN_JITTER_LOGIT`), never a random draw.
@@ -131,10 +194,13 @@ class PCACodec(MaskCodec):
     needs_fit = True
 
     def __init__(self, *, mask_size: int = 28, dim: int = 60, whiten: bool = True, sigmoid: bool = True,
-                 jitter: bool | None = True, seed: int | None = 0):
+                 jitter: str | bool | None = "expected", seed: int | None = 0):
         mask_size = check_int("mask_size", mask_size, 1)
         dim = check_int("dim", dim, 1, mask_size * mask_size)
-        jitter = None if jitter is None else bool(jitter)
+        if isinstance(jitter, bool):
+            jitter = "sample" if jitter else "none"
+        if jitter is not None and jitter not in JITTER_MODES:
+            raise ValueError(f"jitter must be one of {', '.join(JITTER_MODES)}, got {jitter!r}")
         seed = None if seed is None else int(seed)
         super().__init__(mask_size=mask_size, dim=int(dim), whiten=bool(whiten), sigmoid=bool(sigmoid),
                          jitter=jitter, seed=seed)
@@ -145,37 +211,52 @@ class PCACodec(MaskCodec):
     def code_length(self) -> int:
         return self.dim
 
-    def _vectors(self, chunk: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        flat = chunk.reshape(chunk.shape[0], -1)  # (n, S*S) bool
-        if not self.sigmoid:
-            return flat.astype(np.float32)
-        if self.jitter:
-            return jitter_logits(flat, rng)
-        return np.where(flat, np.float32(MEAN_JITTER_LOGIT), np.float32(-MEAN_JITTER_LOGIT))
-
     def _fit(self, chunks: Iterable[np.ndarray], progress: Callable | None) -> dict[str, np.ndarray]:
         if self.jitter is None or self.seed is None:
             raise ValueError("this PCA codec's fitting settings are unknown (jitter/seed None, a matrix fitted "
                              "elsewhere); build PCACodec(jitter=..., seed=...) to fit one")
-        rng = np.random.default_rng(self.seed)
         d = self.mask_size * self.mask_size
-        total = np.zeros(d, dtype=np.float64)
-        outer = np.zeros((d, d), dtype=np.float64)
-        n = 0
-        for chunk in chunks:
-            u = self._vectors(chunk, rng).astype(np.float64)  # (n_i, S*S)
-            total += u.sum(0)
-            outer += u.T @ u
-            n += u.shape[0]
-            if progress is not None:
-                progress(u.shape[0])
+        if self.jitter == "sample" and self.sigmoid:  # a fit sharded over processes sums their statistics
+            n, total, outer = _sampled_stats(chunks, d, np.random.default_rng(self.seed), progress)
+            total, outer = all_reduce_sum(total), all_reduce_sum(outer)
+            n = int(all_reduce_sum(np.array([n], dtype=np.int64))[0])
+        else:  # exact integer statistics, summed before anything is rounded
+            n, count, cooc = _binary_stats(chunks, d, progress)
+            n = int(all_reduce_sum(np.array([n], dtype=np.int64))[0])
+            n, total, outer = self._binary_moments(n, all_reduce_sum(count), all_reduce_sum(cooc))
         if n <= self.dim:
             raise ValueError(f"a PCA with dim={self.dim} needs more than {self.dim} masks to fit (the centred data of "
                              f"n masks has rank at most n - 1), got {n}")
         mean = total / n
         cov = (outer - n * np.outer(mean, mean)) / (n - 1)  # (S*S, S*S)
-        eigvals, eigvecs = np.linalg.eigh(cov)  # ascending
-        order = np.argsort(eigvals)[::-1][: self.dim]
+        return self._decompose(mean, cov, n)
+
+    def _binary_moments(self, n: int, count: np.ndarray, cooc: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """(n, sum u, sum u u^T) in float64 from the binary crops' exact statistics: the pixel counts
+        ``count`` = sum b (D,) and co-occurrences ``cooc`` = sum b b^T (D, D), both int64.
+
+        With u = b (no sigmoid) they are the statistics. In logit space u = s l with s = 2 b - 1
+        and l the jittered logit magnitude: "none" fixes l to the mean jittered logit L, "expected"
+        takes the jitter's expectation over its known distribution (mean m1 = L, second moment m2):
+        E[sum u] = m1 sum s and E[sum u u^T] = m1^2 sum s s^T + (m2 - m1^2) n I, the limit of
+        fitting on ever more independent jitter draws (``"sample"`` draws one, as MEInst does).
+        """
+        count, cooc = count.astype(np.float64), cooc.astype(np.float64)
+        if not self.sigmoid:
+            return n, count, cooc
+        sum_s = 2 * count - n  # (D,)
+        sum_ss = 4 * cooc - 2 * count[:, None] - 2 * count[None, :] + n  # (D, D)
+        m1 = MEAN_JITTER_LOGIT
+        if self.jitter == "none":
+            return n, m1 * sum_s, m1 * m1 * sum_ss
+        return n, m1 * sum_s, m1 * m1 * sum_ss + (SECOND_MOMENT_JITTER_LOGIT - m1 * m1) * n * np.eye(len(count))
+
+    def _decompose(self, mean: np.ndarray, cov: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        from scipy.linalg import eigh
+
+        d = len(cov)  # only the top K eigenpairs are computed (LAPACK's subset solver), ascending
+        eigvals, eigvecs = eigh(cov, subset_by_index=[d - self.dim, d - 1])
+        order = np.argsort(eigvals)[::-1]
         components = eigvecs[:, order].T  # (K, S*S)
         lead = np.argmax(np.abs(components), axis=1)
         components *= np.sign(components[np.arange(self.dim), lead])[:, None]

@@ -184,3 +184,90 @@ def test_meinst_jittered_evaluation(synthetic):
         from maskrep.codecs import SVDCodec
 
         evaluate_reconstruction(SVDCodec(), insts, meinst_jitter_seed=1)
+
+
+def test_cooccurrences_are_exact_on_both_paths(monkeypatch):
+    from maskrep.codecs import pca
+
+    b = np.random.default_rng(0).random((1003, 37)) < 0.4  # sizes that are not multiples of 8
+    expected = b.astype(np.int64).T @ b.astype(np.int64)
+    assert np.array_equal(pca._cooccurrences(b), expected)
+
+    def unavailable(*args):
+        raise RuntimeError("no int8 product here")
+
+    monkeypatch.setattr(pca.torch, "_int_mm", unavailable)
+    assert np.array_equal(pca._cooccurrences(b), expected)  # the float32 fallback, exact below 2**24 rows
+
+
+def test_no_jitter_statistics_equal_the_logit_vectors():
+    masks = _masks(300)
+    codec = PCACodec(mask_size=10, dim=6, jitter="none").fit(masks)
+    u = np.where(masks.reshape(300, -1), MEAN_JITTER_LOGIT, -MEAN_JITTER_LOGIT)  # what MEInst fits without jitter
+    ref = PCA(n_components=6, svd_solver="full").fit(u)
+    np.testing.assert_allclose(codec.state_dict()["explained_variance"], ref.explained_variance_, rtol=1e-5)
+    np.testing.assert_allclose(np.abs(codec.state_dict()["components"] @ ref.components_.T), np.eye(6), atol=1e-4)
+
+
+def test_expected_jitter_is_the_limit_of_sampled_draws():
+    """The analytic fit agrees with one sampled fit over many copies of the masks (fresh jitter each)."""
+    masks = _masks(60)
+    expected = PCACodec(mask_size=10, dim=5, jitter="expected").fit(masks).state_dict()
+    many = np.concatenate([masks] * 400)  # 24,000 masks, each copy jittered anew
+    sampled = PCACodec(mask_size=10, dim=5, jitter="sample", seed=1).fit(many).state_dict()
+    np.testing.assert_allclose(sampled["explained_variance"], expected["explained_variance"], rtol=0.02)
+    cos = np.abs(expected["components"] @ sampled["components"].T).diagonal()
+    assert cos.min() > 0.995
+    assert PCACodec(jitter=True).jitter == "sample" and PCACodec(jitter=False).jitter == "none"  # older files
+    with pytest.raises(ValueError, match="jitter must be one of expected, sample, none, got 'random'"):
+        PCACodec(jitter="random")
+
+
+def test_one_big_array_is_fitted_in_slices(monkeypatch):
+    from maskrep.codecs import base
+
+    seen = []
+    monkeypatch.setattr(base, "FIT_CHUNK", 64)
+    codec = PCACodec(mask_size=10, dim=4)
+    original = codec._fit
+
+    def spy(chunks, progress):
+        return original((seen.append(len(c)) or c for c in chunks), progress)
+
+    codec._fit = spy
+    codec.fit(_masks(150))
+    assert seen == [64, 64, 22]
+
+
+def _fit_shard(rank, world, port, masks, out):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        codec = PCACodec(mask_size=10, dim=6).fit(masks[rank::world])
+        if rank == 0:
+            codec.save(out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_fit_the_matrix_of_one(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from maskrep.codecs import load
+
+    masks = _masks(500, seed=4)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "two.npz"
+    mp.spawn(_fit_shard, args=(2, port, masks, str(out)), nprocs=2)
+    one = PCACodec(mask_size=10, dim=6).fit(masks).state_dict()
+    two = load(out).state_dict()
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key])  # integer statistics: the same matrix, bit for bit
