@@ -2,22 +2,27 @@
 
 from .base import CODECS, CodecModule, MaskCodec, get_codec, list_codecs, load, register_codec
 from .bitmap import BitmapCodec
+from .contour import ContourCodec, PolarCodec
 from .dct import DCTCodec
 from .pca import PCACodec
 from .svd import SVDCodec, compose_units
 
 register_codec("bitmap", BitmapCodec)
+register_codec("contour", ContourCodec)
 register_codec("dct", DCTCodec)
 register_codec("pca", PCACodec)
+register_codec("polar", PolarCodec)
 register_codec("svd", SVDCodec)
 
 __all__ = [
     "CODECS",
     "BitmapCodec",
     "CodecModule",
+    "ContourCodec",
     "DCTCodec",
     "MaskCodec",
     "PCACodec",
+    "PolarCodec",
     "SVDCodec",
     "compose_units",
     "get_codec",

@@ -213,6 +213,17 @@ class MaskCodec:
         :meth:`CodecModule.paste_maps`), the same kind as ``codes``."""
         return self._run(codes, "paste")
 
+    def paste_rle(self, codes, boxes, image_size: tuple[int, int], *, threshold: float = 0.5) -> list[dict]:
+        """(N, D) codes decoded into their (N, 4) boxes at image resolution, as N COCO RLEs.
+
+        By default the S x S maps of :meth:`paste_maps` pasted bilinearly and thresholded
+        (:func:`maskrep.ops.paste_masks_to_rle`); codecs that decode to a shape (the contour codecs)
+        fill it in the image directly.
+        """
+        from ..ops.rle import paste_masks_to_rle
+
+        return paste_masks_to_rle(self.paste_maps(codes), boxes, image_size, threshold=threshold)
+
     def _run(self, x, what: str):
         module = self.module()
         if what == "encode":

@@ -17,7 +17,7 @@ import numpy as np
 from ..codecs import MaskCodec, get_codec, load
 from ..data.coco import CocoInstance, crop_instances
 from ..ops.masks import _iou_from_counts, mask_counts
-from ..ops.rle import paste_masks_to_rle, rle_counts
+from ..ops.rle import rle_counts
 
 __all__ = [
     "evaluate_reconstruction",
@@ -123,7 +123,6 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             t1 = time.perf_counter()
             probs = codec.decode(codes)  # (n, S, S)
             t2 = time.perf_counter()
-            maps = codec.paste_maps(codes) if full_image else None
             t_enc += t1 - t0
             t_dec += t2 - t1
             pred = probs >= 0.5
@@ -135,7 +134,7 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             fn += int((area_gt - inter).sum())
             tn += int(pred.size - union.sum())
             if full_image:
-                full_ious.append(_full_image_ious(batch, maps))
+                full_ious.append(_full_image_ious(codec, batch, codes))
             bar.update(len(batch))
     crop = np.concatenate(crop_ious) if crop_ious else np.zeros(0)
     n = len(instances)
@@ -159,17 +158,18 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
     return out
 
 
-def _full_image_ious(batch: Sequence[CocoInstance], maps: np.ndarray) -> np.ndarray:
-    """(n,) IoU of each decoded map pasted into its box at image resolution against the instance's
-    full-image mask, on RLEs throughout (no (H, W) mask is made): the values
-    ``mask_iou(paste_masks(map, box, (H, W)), inst.mask())`` gives."""
+def _full_image_ious(codec: MaskCodec, batch: Sequence[CocoInstance], codes) -> np.ndarray:
+    """(n,) IoU of each instance's code decoded into its box at image resolution
+    (:meth:`MaskCodec.paste_rle`) against the instance's full-image mask, on RLEs throughout (no
+    (H, W) mask is made): for map codecs, the values ``mask_iou(paste_masks(map, box, (H, W)),
+    inst.mask())`` gives."""
     preds: list[dict] = [{}] * len(batch)
     by_size: dict[tuple[int, int], list[int]] = {}
     for k, inst in enumerate(batch):
         by_size.setdefault((inst.height, inst.width), []).append(k)
     for size, idx in by_size.items():
         boxes = np.stack([batch[k].box for k in idx])
-        for k, rle in zip(idx, paste_masks_to_rle(maps[idx], boxes, size)):
+        for k, rle in zip(idx, codec.paste_rle(codes[idx], boxes, size)):
             preds[k] = rle
     inter, area_pred, area_gt = rle_counts(preds, [inst.to_rle() for inst in batch])
     return _iou_from_counts(inter, area_pred + area_gt - inter)

@@ -2,6 +2,7 @@
 
 from .boundary import boundary_band, boundary_fscore
 from .boxes import box_area, box_iou, box_xywh_to_xyxy, box_xyxy_to_xywh, generalized_box_iou
+from .contours import mask_contours, outer_contours, polygon_signed_area
 from .masks import (
     crop_masks_in_boxes,
     mask_iou,
@@ -37,15 +38,18 @@ __all__ = [
     "box_xyxy_to_xywh",
     "crop_masks_in_boxes",
     "generalized_box_iou",
+    "mask_contours",
     "mask_iou",
     "mask_iou_pairwise",
     "mask_to_rle",
     "masks_to_boxes",
     "multilevel_roi_align",
     "nms",
+    "outer_contours",
     "paste_masks",
     "paste_masks_to_rle",
     "polygon_area",
+    "polygon_signed_area",
     "polygons_to_mask",
     "polygons_to_masks",
     "polygons_to_rle",
