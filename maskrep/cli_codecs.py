@@ -37,7 +37,7 @@ def _writable(path: str) -> None:
 def _cmd_fit(args) -> int:
     from .codecs import get_codec
     from .distributed import init_from_env, is_main
-    from .engine.reconstruction import fit_codec
+    from .engine.reconstruction import fit_codec, parse_value
 
     init_from_env()  # under torchrun: join the group, fit a share, sum the statistics
     params = {"mask_size": args.mask_size}
@@ -47,15 +47,24 @@ def _cmd_fit(args) -> int:
         params["rank"] = args.rank
     if args.resolution is not None:
         params["resolution"] = args.resolution
-    if args.codec == "pca":
-        params.update(whiten=args.whiten, sigmoid=args.sigmoid, jitter=args.jitter, seed=args.seed)
-    if args.codec == "svd" and args.mode is not None:
+    if args.mode is not None:
         params["mode"] = args.mode
+    if args.codec == "pca":
+        params.update(whiten=args.whiten, sigmoid=args.sigmoid, jitter=args.jitter)
+    if args.codec in ("pca", "learned"):
+        params["seed"] = args.seed
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        params[key.strip()] = parse_value(value.strip())
     codec = get_codec(args.codec, **params)
     _writable(args.out)
     insts = _instances(args)
     if not insts:
         raise ValueError(f"{args.annotations}: no instances to fit on (after the filters)")
+    if args.codec == "learned":  # resumable: rerunning the same command continues an interrupted fit
+        codec.training_checkpoint = args.out + ".training.pt"
     fit_codec(codec, insts)
     if is_main():
         codec.save(args.out)
@@ -83,7 +92,7 @@ def _cmd_reconstruct(args) -> int:
         atomic_write_json(args.json, results, indent=2)
         print(f"wrote {args.json}")
     if args.plot:
-        plot_rate_distortion(results, args.plot, key="crop_iou" if args.crop_only else "full_iou")
+        plot_rate_distortion(results, args.plot)
         print(f"wrote {args.plot}")
     return 0
 
@@ -92,12 +101,12 @@ def add_commands(add) -> None:
     p = add("fit", "fit a codec on the box crops of a COCO data set and save it; "
                    "`torchrun --nproc_per_node N -m maskrep fit ...` shares the instances over N processes "
                    "(or machines) and sums the statistics with torch.distributed, giving the one-process matrix")
-    p.add_argument("codec", help="codec name (bitmap, dct, pca, svd)")
+    p.add_argument("codec", help="codec name (bitmap, contour, dct, learned, pca, polar, svd)")
     _add_data_args(p)
     p.add_argument("--mask-size", type=int, default=28, help="crop side S (default 28)")
     p.add_argument("--dim", type=int, default=None, help="code length (pca, dct)")
     p.add_argument("--rank", type=int, default=None, help="rank k (svd)")
-    p.add_argument("--mode", choices=("cls", "reg"), default=None, help="svd mode")
+    p.add_argument("--mode", default=None, help="svd: cls or reg; contour: adaptive, uniform or fourier")
     p.add_argument("--resolution", type=int, default=None, help="bitmap resolution R")
     p.add_argument("--no-whiten", dest="whiten", action="store_false", help="pca: do not whiten codes")
     p.add_argument("--no-sigmoid", dest="sigmoid", action="store_false", help="pca: fit on 0/1 masks, not logits")
@@ -105,7 +114,10 @@ def add_commands(add) -> None:
                    help="pca: MEInst's sigmoid jitter in the fit: its exact expectation (default), one seeded draw "
                         "per pixel as MEInst does, or none")
     p.add_argument("--no-jitter", dest="jitter", action="store_const", const="none", help="pca: same as --jitter none")
-    p.add_argument("--seed", type=int, default=0, help="pca: jitter seed")
+    p.add_argument("--seed", type=int, default=0, help="pca: jitter seed; learned: weights, batches, augmentation")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other codec parameter (repeatable), e.g. --set rays=36 (polar), --set epochs=80 "
+                        "--set width=24 (learned: an interrupted fit resumes from OUT.training.pt when rerun)")
     p.add_argument("--out", required=True, help="output .npz (for pca: AdelaiDet's format plus a header)")
     p.set_defaults(func=_cmd_fit)
 

@@ -30,7 +30,7 @@ def test_reconstruct_refuses_unfitted_and_bad_names(synthetic, capsys):
     assert main(["reconstruct", "--codec", "pca:dim=4", "--annotations", synthetic["val"][0]]) == 2
     assert "needs fitting: run `maskrep fit pca ...`" in capsys.readouterr().err
     assert main(["reconstruct", "--codec", "pcaa", "--annotations", synthetic["val"][0]]) == 2
-    assert "valid names: bitmap, dct, pca, svd" in capsys.readouterr().err
+    assert "valid names: bitmap, contour, dct, learned, pca, polar, svd" in capsys.readouterr().err
 
 
 def test_demo_writes_outputs(tmp_path):
@@ -88,3 +88,23 @@ def test_torchrun_fit_writes_the_matrix_of_one_process(synthetic, tmp_path):
     a, b = load(one).state_dict(), load(two).state_dict()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-12, err_msg=key)
+
+
+def test_fit_learned_and_reconstruct_contour_codecs(synthetic, tmp_path):
+    from maskrep.codecs import load
+
+    train, val = synthetic["train"][0], synthetic["val"][0]
+    out = tmp_path / "learned.npz"
+    assert main(["fit", "learned", "--annotations", train, "--mask-size", "16", "--dim", "6",
+                 "--set", "width=4", "--set", "epochs=2", "--out", str(out)]) == 0
+    codec = load(out)
+    assert codec.name == "learned" and codec.params["epochs"] == 2 and codec.params["width"] == 4
+    assert not (tmp_path / "learned.npz.training.pt").exists()
+    report = tmp_path / "r.json"
+    assert main(["reconstruct", "--codec", str(out), "--codec", "contour:mask_size=32,dim=20,mode=fourier",
+                 "--codec", "polar:mask_size=32,rays=12", "--annotations", val, "--json", str(report),
+                 "--plot", str(tmp_path / "rd.png")]) == 0
+    results = json.loads(report.read_text())
+    assert [r["codec"] for r in results] == ["learned", "contour", "polar"]
+    assert all(0 < r["full_iou"] <= 1 and 0 < r["boundary_f"] <= 1 for r in results)
+    assert main(["fit", "pca", "--annotations", train, "--set", "dim", "--out", str(tmp_path / "p.npz")]) == 2

@@ -140,7 +140,7 @@ def test_rle_iou_and_polygons_to_rle_equal_pycocotools_on_val(coco_mini):
 def test_reconstruction_full_image_iou_on_rle_equals_dense(coco_val):
     """`maskrep reconstruct`'s full-image IoU, computed on RLEs, equals pasting and comparing dense masks."""
     from maskrep.codecs import get_codec
-    from maskrep.engine.reconstruction import _full_image_ious
+    from maskrep.engine.reconstruction import _full_image_scores
 
     _, insts = coco_val
     insts = insts[::4]  # 418 instances of many image sizes
@@ -149,4 +149,4 @@ def test_reconstruction_full_image_iou_on_rle_equals_dense(coco_val):
     maps = codec.paste_maps(codes)
     dense = [mask_iou(paste_masks(m[None], i.box[None], (i.height, i.width)), i.mask()[None])[0]
              for i, m in zip(insts, maps)]
-    assert np.array_equal(_full_image_ious(codec, insts, codes), np.asarray(dense))
+    assert np.array_equal(_full_image_scores(codec, insts, codes, boundary=False)[0], np.asarray(dense))

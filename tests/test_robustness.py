@@ -359,6 +359,6 @@ def test_version_help_and_option_order(synthetic, tmp_path, capsys):
 
 def test_errors_are_one_line_unless_debug(synthetic, capsys):
     assert main(["reconstruct", "--codec", "pcaa", "--annotations", synthetic["val"][0]]) == 2
-    assert capsys.readouterr().err == "maskrep: error: unknown codec 'pcaa'; valid names: bitmap, dct, pca, svd\n"
+    assert capsys.readouterr().err == "maskrep: error: unknown codec 'pcaa'; valid names: bitmap, contour, dct, learned, pca, polar, svd\n"
     with pytest.raises(KeyError):
         main(["--debug", "reconstruct", "--codec", "pcaa", "--annotations", synthetic["val"][0]])

@@ -4,12 +4,14 @@ from .base import CODECS, CodecModule, MaskCodec, get_codec, list_codecs, load, 
 from .bitmap import BitmapCodec
 from .contour import ContourCodec, PolarCodec
 from .dct import DCTCodec
+from .learned import LearnedCodec
 from .pca import PCACodec
 from .svd import SVDCodec, compose_units
 
 register_codec("bitmap", BitmapCodec)
 register_codec("contour", ContourCodec)
 register_codec("dct", DCTCodec)
+register_codec("learned", LearnedCodec)
 register_codec("pca", PCACodec)
 register_codec("polar", PolarCodec)
 register_codec("svd", SVDCodec)
@@ -20,6 +22,7 @@ __all__ = [
     "CodecModule",
     "ContourCodec",
     "DCTCodec",
+    "LearnedCodec",
     "MaskCodec",
     "PCACodec",
     "PolarCodec",

@@ -16,8 +16,9 @@ import numpy as np
 
 from ..codecs import MaskCodec, get_codec, load
 from ..data.coco import CocoInstance, crop_instances
+from ..ops.boundary import boundary_fscore
 from ..ops.masks import _iou_from_counts, mask_counts
-from ..ops.rle import rle_counts
+from ..ops.rle import rle_counts, rle_to_mask
 
 __all__ = [
     "evaluate_reconstruction",
@@ -67,11 +68,12 @@ def parse_codec_spec(spec: str) -> MaskCodec:
         key, eq, value = item.partition("=")
         if not eq:
             raise ValueError(f"codec spec {spec!r}: expected key=value, got {item!r}")
-        params[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        params[key.strip().replace("-", "_")] = parse_value(value.strip())
     return get_codec(name, **params)
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
+    """A parameter value from text: int, float, true/false, or the text itself."""
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -84,8 +86,11 @@ def _parse_value(text: str):
 
 
 def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance], *, full_image: bool = True,
-                            chunk: int = 2048, progress: bool = True, meinst_jitter_seed: int | None = None) -> dict:
+                            chunk: int = 2048, progress: bool = True, meinst_jitter_seed: int | None = None,
+                            boundary: bool = True) -> dict:
     """Round-trip every instance's crop through ``codec`` and measure what survives.
+
+    ``boundary``: also the mean boundary F-score at image resolution (with ``full_image``).
 
     ``meinst_jitter_seed``: reproduce MEInst's own evaluation (``mask_evaluation.py``): encode
     freshly jittered logit targets, drawn from this seed, instead of the deterministic mean logit
@@ -97,8 +102,10 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
     dict with keys ``codec``, ``code_length``, ``mask_size``, ``num_instances``,
     ``crop_iou`` / ``crop_iou_median`` / ``crop_iou_p10`` (per instance, at S x S),
     ``full_iou`` / ``full_iou_median`` / ``full_iou_p10`` (pasted into the box at image
-    resolution; absent when ``full_image`` is False), ``pooled_miou`` (AdelaiDet's two-class
-    mIoU over crops), ``encode_per_s`` and ``decode_per_s`` (masks per second).
+    resolution, by :meth:`MaskCodec.paste_rle`; absent when ``full_image`` is False),
+    ``boundary_f`` (mean per-instance boundary F-score at image resolution, with ``boundary``),
+    ``pooled_miou`` (AdelaiDet's two-class mIoU over crops), ``encode_per_s`` and
+    ``decode_per_s`` (masks per second).
     """
     from tqdm import tqdm
 
@@ -108,7 +115,7 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
         if not hasattr(codec, "encode_jittered"):
             raise ValueError(f"MEInst's jittered evaluation applies to the pca codec, not {codec.name!r}")
         rng = np.random.default_rng(meinst_jitter_seed)
-    crop_ious, full_ious = [], []
+    crop_ious, full_ious, boundary_fs = [], [], []
     tp = fp = fn = tn = 0
     if instances:  # compile and warm up outside the timed calls, so throughput excludes one-time costs
         warm = crop_instances(instances[:2], s)
@@ -134,7 +141,10 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             fn += int((area_gt - inter).sum())
             tn += int(pred.size - union.sum())
             if full_image:
-                full_ious.append(_full_image_ious(codec, batch, codes))
+                ious, bfs = _full_image_scores(codec, batch, codes, boundary=boundary)
+                full_ious.append(ious)
+                if bfs is not None:
+                    boundary_fs.append(bfs)
             bar.update(len(batch))
     crop = np.concatenate(crop_ious) if crop_ious else np.zeros(0)
     n = len(instances)
@@ -155,14 +165,17 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
         out["meinst_jitter_seed"] = meinst_jitter_seed
     if full_image:
         out.update(_summary("full_iou", np.concatenate(full_ious) if full_ious else np.zeros(0)))
+        if boundary:
+            out["boundary_f"] = float(np.mean(np.concatenate(boundary_fs))) if boundary_fs else float("nan")
     return out
 
 
-def _full_image_ious(codec: MaskCodec, batch: Sequence[CocoInstance], codes) -> np.ndarray:
-    """(n,) IoU of each instance's code decoded into its box at image resolution
-    (:meth:`MaskCodec.paste_rle`) against the instance's full-image mask, on RLEs throughout (no
-    (H, W) mask is made): for map codecs, the values ``mask_iou(paste_masks(map, box, (H, W)),
-    inst.mask())`` gives."""
+def _full_image_scores(codec: MaskCodec, batch: Sequence[CocoInstance], codes, *,
+                       boundary: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each instance's code decoded into its box at image resolution (:meth:`MaskCodec.paste_rle`)
+    against the instance's full-image mask: (n,) IoU, on RLEs throughout (for map codecs, the values
+    ``mask_iou(paste_masks(map, box, (H, W)), inst.mask())`` gives), and (n,) boundary F-score
+    (:func:`maskrep.ops.boundary_fscore`, DAVIS's tolerance of 0.8% of the image diagonal), or None."""
     preds: list[dict] = [{}] * len(batch)
     by_size: dict[tuple[int, int], list[int]] = {}
     for k, inst in enumerate(batch):
@@ -171,8 +184,25 @@ def _full_image_ious(codec: MaskCodec, batch: Sequence[CocoInstance], codes) -> 
         boxes = np.stack([batch[k].box for k in idx])
         for k, rle in zip(idx, codec.paste_rle(codes[idx], boxes, size)):
             preds[k] = rle
-    inter, area_pred, area_gt = rle_counts(preds, [inst.to_rle() for inst in batch])
-    return _iou_from_counts(inter, area_pred + area_gt - inter)
+    gts = [inst.to_rle() for inst in batch]
+    inter, area_pred, area_gt = rle_counts(preds, gts)
+    ious = _iou_from_counts(inter, area_pred + area_gt - inter)
+    if not boundary:
+        return ious, None
+    return ious, np.array([_boundary_f(p, g, inst) for p, g, inst in zip(preds, gts, batch)])
+
+
+def _boundary_f(pred: dict, gt: dict, inst: CocoInstance) -> float:
+    """Boundary F-score at image resolution, computed on a window: the box around both masks grown
+    by the tolerance, which gives the whole-image value."""
+    p, g = rle_to_mask(pred), rle_to_mask(gt)
+    tol = 0.008 * float(np.hypot(inst.height, inst.width))
+    margin = int(np.ceil(tol)) + 2
+    rows, cols = np.flatnonzero((p | g).any(1)), np.flatnonzero((p | g).any(0))
+    if not len(rows):
+        return 1.0  # both empty
+    window = (slice(max(rows[0] - margin, 0), rows[-1] + 1 + margin), slice(max(cols[0] - margin, 0), cols[-1] + 1 + margin))
+    return boundary_fscore(p[window], g[window], tolerance=tol)
 
 
 def _summary(key: str, ious: np.ndarray) -> dict:
@@ -188,44 +218,58 @@ def _fmt(value, spec: str) -> str:
 
 def format_table(results: list[dict]) -> str:
     """A Markdown table of :func:`evaluate_reconstruction` results."""
-    lines = ["| codec | params | D | S | crop IoU | full-image IoU | pooled mIoU | encode/s | decode/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| codec | params | D | S | crop IoU | full-image IoU | boundary F | pooled mIoU | encode/s | decode/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        params = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k != "mask_size")
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items() if k != "mask_size" and k not in _TRAINING_PARAMS)
         lines.append(f"| {r['codec']} | {params} | {r['code_length']} | {r['mask_size']} | {_fmt(r['crop_iou'], '.4f')} | "
-                     f"{_fmt(r.get('full_iou'), '.4f')} | {_fmt(r['pooled_miou'], '.4f')} | "
+                     f"{_fmt(r.get('full_iou'), '.4f')} | {_fmt(r.get('boundary_f'), '.4f')} | "
+                     f"{_fmt(r['pooled_miou'], '.4f')} | "
                      f"{_fmt(r['encode_per_s'], ',.0f')} | {_fmt(r['decode_per_s'], ',.0f')} |")
     return "\n".join(lines)
 
 
-def plot_rate_distortion(results: list[dict], path: str, *, key: str = "full_iou") -> None:
-    """Full-image IoU (or ``key``) against code length, one line per codec family (name, S)."""
+#: fitting settings left out of tables and legends (they say how, not what)
+_TRAINING_PARAMS = ("epochs", "batch_size", "lr", "shift", "seed", "jitter", "whiten", "sigmoid")
+
+_AXIS_LABELS = {"crop_iou": "crop IoU (S x S)", "full_iou": "full-image IoU", "boundary_f": "boundary F (full image)"}
+
+
+def plot_rate_distortion(results: list[dict], path: str, *,
+                         keys: Sequence[str] = ("crop_iou", "full_iou", "boundary_f")) -> None:
+    """One panel per measure in ``keys`` (those the results hold) against code length, one line per
+    codec family (name, S, mode)."""
     import matplotlib
     import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    keys = [k for k in keys if any(r.get(k) is not None for r in results)]
+    if not keys:
+        raise ValueError(f"no results hold any of {list(keys)}")
     families: dict = {}
     for r in results:
-        if key in r:
-            label = f"{r['codec']} S={r['mask_size']}" + (f" {r['params']['mode']}" if "mode" in r["params"] else "")
-            families.setdefault(label, []).append((r["code_length"], r[key]))
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for label, points in sorted(families.items()):
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    ax.set_xscale("log")
-    lengths = sorted({p[0] for points in families.values() for p in points})
-    ticks = [t for t in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if lengths and lengths[0] / 2 <= t <= lengths[-1] * 2]
-    ax.set_xticks(ticks, [str(t) for t in ticks])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("code length D (floats per instance)")
-    ax.set_ylabel("mean per-instance IoU" + (" (full image)" if key == "full_iou" else " (crop)"))
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        label = f"{r['codec']} S={r['mask_size']}" + (f" {r['params']['mode']}" if "mode" in r["params"] else "")
+        families.setdefault(label, []).append(r)
+    lengths = sorted({r["code_length"] for r in results})
+    ticks = [t for t in (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if lengths[0] / 2 <= t <= lengths[-1] * 2]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys), 4.6), squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    for ax, key in zip(axes[0], keys):
+        for i, (label, rows) in enumerate(sorted(families.items())):
+            pts = sorted((r["code_length"], r[key]) for r in rows if r.get(key) is not None)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, color=cmap(i % 20), label=label)
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("code length D (numbers per instance)")
+        ax.set_ylabel(f"mean per-instance {_AXIS_LABELS.get(key, key)}")
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * ((len(labels) - 1) // 5), 1, 1))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

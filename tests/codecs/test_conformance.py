@@ -8,6 +8,7 @@ from maskrep.codecs import get_codec, list_codecs, load
 
 SMALL = {"bitmap": {"mask_size": 12, "resolution": 6}, "dct": {"mask_size": 12, "dim": 20},
          "contour": {"mask_size": 12, "dim": 16}, "polar": {"mask_size": 12, "rays": 16},
+         "learned": {"mask_size": 12, "dim": 8, "width": 8, "epochs": 40, "batch_size": 50, "lr": 5e-3},
          "pca": {"mask_size": 12, "dim": 10}, "svd": {"mask_size": 12, "rank": 3}}
 
 
@@ -21,13 +22,19 @@ def _masks(n, s, seed=0):
     return out
 
 
+_FITTED: dict = {}
+
+
 @pytest.fixture(params=list_codecs())
 def codec(request):
+    """Each codec built (and fitted) once for the module; tests only read it."""
     name = request.param
-    c = get_codec(name, **SMALL.get(name, {}))
-    if c.needs_fit:
-        c.fit(_masks(300, c.mask_size, seed=1))
-    return c
+    if name not in _FITTED:
+        c = get_codec(name, **SMALL.get(name, {}))
+        if c.needs_fit:
+            c.fit(_masks(300, c.mask_size, seed=1))
+        _FITTED[name] = c
+    return _FITTED[name]
 
 
 def test_every_codec_has_small_params():
@@ -111,7 +118,7 @@ def test_bad_input(codec):
 
 
 def test_registry_miss_lists_names():
-    with pytest.raises(KeyError, match="unknown codec 'pcaa'; valid names: bitmap, contour, dct, pca, polar, svd"):
+    with pytest.raises(KeyError, match="unknown codec 'pcaa'; valid names: bitmap, contour, dct, learned, pca, polar, svd"):
         get_codec("pcaa")
 
 
