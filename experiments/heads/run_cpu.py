@@ -5,7 +5,7 @@ original resolution; then the inference time of every trained model, in one proc
 against FCOS alone. RefineMask is also evaluated with its 28 x 28 stage alone. Writes docs/heads_cpu.json (one entry per
 head, merged across runs) and the table in docs/heads_cpu.md.
 
-    MASKREP_DATASETS=../shared/data python experiments/heads/run_cpu.py             # every head, ~1.5 h
+    MASKREP_DATASETS=../shared/data python experiments/heads/run_cpu.py             # every row, ~2.5 h
     MASKREP_DATASETS=../shared/data python experiments/heads/run_cpu.py --heads meinst crmask
 """
 
@@ -31,9 +31,22 @@ CONFIGS = {
     "centermask": "experiments/centermask/centermask_R_18_mini8.py",
     "refinemask": "experiments/refinemask/refinemask_R_18_mini8.py",
 }
+#: MEInst's coefficient head with other codecs: config overrides per row
+CODEC_ROWS = {
+    "meinst_dct": "dct:mask_size=28,dim=60",
+    "meinst_polar": "polar:mask_size=28,rays=58",
+    "meinst_contour": "contour:mask_size=28,dim=60",
+    "meinst_learned": "learned:mask_size=28,dim=60",
+}
+CONFIGS.update(dict.fromkeys(CODEC_ROWS, "experiments/meinst/meinst_codec_R_18_mini8.py"))
+ROW_OVERRIDES = {name: [f"model.mask_head.codec={spec}", f"out_dir=outputs/{name}_R_18_mini8"]
+                 for name, spec in CODEC_ROWS.items()}
 LABELS = {"fcos": "FCOS (boxes only)", "meinst": "MEInst", "crmask": "CRMask", "blendmask": "BlendMask",
           "blendmask_crmask": "BlendMask + CRMask attentions", "embedmask": "EmbedMask", "centermask": "CenterMask",
-          "refinemask": "RefineMask", "refinemask_28": "RefineMask, 28 x 28 stage alone"}
+          "refinemask": "RefineMask", "refinemask_28": "RefineMask, 28 x 28 stage alone",
+          "meinst_dct": "MEInst head, DCT codec (28 x 28, 60)", "meinst_polar": "MEInst head, polar codec (58 rays, 60)",
+          "meinst_contour": "MEInst head, contour codec (30 vertices, 60)",
+          "meinst_learned": "MEInst head, learned codec (28 x 28, 60)"}
 
 
 @torch.no_grad()
@@ -105,13 +118,14 @@ def main() -> int:
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     for name in args.heads:
-        cfg, module = load_config(str(REPO / CONFIGS[name]), args.overrides)
-        print(f"== {name}: {CONFIGS[name]}", flush=True)
+        overrides = [*ROW_OVERRIDES.get(name, []), *args.overrides]
+        cfg, module = load_config(str(REPO / CONFIGS[name]), overrides)
+        print(f"== {name}: {CONFIGS[name]} {' '.join(overrides)}", flush=True)
         result = train(cfg, module, resume=False, progress=False)
         model, _ = load_model(os.path.join(cfg["out_dir"], "model_final.pth"), cfg, module)
         _, val = module.build_datasets(cfg)
         head_params = sum(p.numel() for p in model.mask_head.parameters()) if model.mask_head else 0
-        common = {"config": CONFIGS[name], "overrides": args.overrides, "iterations": result["iterations"],
+        common = {"config": CONFIGS[name], "overrides": overrides, "iterations": result["iterations"],
                   "train_seconds": result["train_seconds"], "params": sum(p.numel() for p in model.parameters()),
                   "head_params": head_params, "machine": machine}
         results[name] = {**common, **evaluate_masks(model, val)}

@@ -30,7 +30,7 @@ from .evaluation import evaluate_detector
 from .trainer import Trainer, load_checkpoint, read_checkpoint, warmup_step_lr
 
 __all__ = ["apply_overrides", "base_config", "build_mask_head", "coco_split", "data_paths", "evaluate", "load_config",
-           "load_model", "resolve_path", "train"]
+           "load_model", "resolve_codec", "resolve_path", "train"]
 
 #: Data sets are found under the folder this environment variable names (detectron2's
 #: DETECTRON2_DATASETS convention): ``${MASKREP_DATASETS}/coco/...``, ``${MASKREP_DATASETS}/coco-mini/...``.
@@ -214,29 +214,46 @@ def build_mask_head(spec: dict | None, *, in_channels: int, num_classes: int):
     """``cfg["model"]["mask_head"]`` -> a mask head: ``{"name": ..., **keywords}``.
 
     ``in_channels`` comes from the FPN, ``num_classes`` from the data (for heads that take it); a
-    ``codec`` given as a path is loaded (``$MASKREP_DATASETS``-style variables expanded), as a dict
-    ``{"name", "params", "arrays"}`` (what checkpoints store) rebuilt, as a codec used as it is.
+    ``codec`` goes through :func:`resolve_codec`.
     """
     if not spec:
         return None
-    from ..codecs import MaskCodec, get_codec, load
     from ..detection.heads import HEADS, get_head
 
     spec = dict(spec)
     name = spec.pop("name", None)
     if name not in HEADS:
         raise ValueError(f"model.mask_head.name must be one of {', '.join(sorted(HEADS))}, got {name!r}")
-    codec = spec.get("codec")
-    if isinstance(codec, dict):
-        built = get_codec(codec["name"], **codec["params"])
-        built.load_state_dict({k: torch.as_tensor(v).numpy() for k, v in codec["arrays"].items()})
-        spec["codec"] = built
-    elif codec is not None and not isinstance(codec, MaskCodec):
-        spec["codec"] = load(resolve_path(codec, "model.mask_head.codec"))
+    if spec.get("codec") is not None:
+        spec["codec"] = resolve_codec(spec["codec"])
     accepted = inspect.signature(HEADS[name]).parameters
     if "num_classes" in accepted:
         spec["num_classes"] = num_classes
     return get_head(name, in_channels=in_channels, **spec)
+
+
+def resolve_codec(codec, where: str = "model.mask_head.codec"):
+    """A codec from what a config may hold: a codec (as it is), a dict ``{"name", "params", "arrays"}``
+    (what checkpoints store), a saved ``.npz`` path (``$MASKREP_DATASETS``-style variables expanded),
+    or a spec ``name:key=value,...`` for a codec that needs no fitting."""
+    from ..codecs import CODECS, MaskCodec, get_codec, load
+
+    if isinstance(codec, MaskCodec):
+        return codec
+    if isinstance(codec, dict):
+        built = get_codec(codec["name"], **codec["params"])
+        built.load_state_dict({k: torch.as_tensor(v).numpy() for k, v in codec["arrays"].items()})
+        return built
+    text = str(codec)
+    if not text.endswith(".npz") and text.partition(":")[0] in CODECS:
+        from .reconstruction import parse_codec_spec
+
+        built = parse_codec_spec(text)
+        if not built.is_fitted:
+            raise ValueError(f"{where} = {text!r}: this codec needs fitting; fit it first (`maskrep fit "
+                             f"{built.name} ... --out FILE.npz`) and give the file")
+        return built
+    return load(resolve_path(text, where))
 
 
 def checkpoint_extra(cfg: dict, model, dataset) -> dict:

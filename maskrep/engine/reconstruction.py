@@ -52,8 +52,9 @@ def fit_codec(codec: MaskCodec, instances: Sequence[CocoInstance], *, chunk: int
     from ..distributed import get_rank, get_world_size, is_main
 
     share = instances[get_rank() :: get_world_size()]
-    with tqdm(total=len(share), desc=f"fit {codec.name}", unit="mask", disable=not (progress and is_main())) as bar:
-        codec.fit(iter_crops(share, codec.mask_size, chunk=chunk), progress=bar.update)
+    show = progress and is_main()
+    with tqdm(total=len(share), desc=f"fit {codec.name}", unit="mask", disable=not show) as bar:
+        codec.fit(iter_crops(share, codec.mask_size, chunk=chunk), progress=bar.update if show else None)
     return codec
 
 

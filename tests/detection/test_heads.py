@@ -8,7 +8,7 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from maskrep.codecs import PCACodec
+from maskrep.codecs import ContourCodec, LearnedCodec, PCACodec
 from maskrep.data.detection import DetectionDataset, collate
 from maskrep.detection import build_fcos, list_heads
 from maskrep.detection.heads import MaskMaps, get_head
@@ -21,6 +21,12 @@ def _pca():
     masks = np.stack([(yy - rng.uniform(2, 6)) ** 2 + (xx - rng.uniform(2, 6)) ** 2 < rng.uniform(4, 12)
                       for _ in range(200)])
     return PCACodec(mask_size=8, dim=6).fit(masks)
+
+
+def _learned():
+    masks = np.zeros((40, 8, 8), bool)
+    masks[:, 2:6, 1:7] = True
+    return LearnedCodec(mask_size=8, dim=4, width=2, epochs=1, batch_size=20).fit(masks)
 
 
 #: small settings per head (FPN channels 16), with each head's options
@@ -42,6 +48,10 @@ SMALL = {
     "crmask/reg": lambda: {"mask_size": 6, "rank": 2, "mode": "reg"},
     "meinst": lambda: {"codec": _pca(), "num_convs": 1},
     "meinst/mask-loss": lambda: {"codec": _pca(), "num_convs": 1, "loss": "mask"},
+    # the coefficient head is codec-agnostic: a contour codec and a learned one, trained on the decoded crop
+    "meinst/contour": lambda: {"codec": ContourCodec(mask_size=8, dim=12), "num_convs": 1, "loss": "mask",
+                               "code_init": "ellipse"},
+    "meinst/learned": lambda: {"codec": _learned(), "num_convs": 1, "loss": "mask", "code_init": "ellipse"},
 }
 
 
@@ -156,3 +166,13 @@ def test_refinemask_merge_replaces_only_the_band():
     up = torch.nn.functional.interpolate(big[:, None], size=(16, 16), mode="bilinear", align_corners=True)[0, 0]
     far = merged[0, :2, :2]  # far from the contour: the coarse logits, up-sampled
     assert torch.equal(far, up[:2, :2]) and (merged[0] == 7.0).any()
+
+
+def test_meinst_code_init():
+    codec = ContourCodec(mask_size=8, dim=12)
+    head = get_head("meinst", in_channels=16, codec=codec, num_convs=1, code_init="ellipse")
+    decoded = codec.decode(head.mask_pred.bias.detach()[None].numpy())[0] >= 0.5
+    assert decoded[4, 4] and decoded[1, 4] and not decoded[0, 0]  # a shape filling the box, corners left out
+    assert torch.equal(get_head("meinst", in_channels=16, codec=_pca(), num_convs=1).mask_pred.bias, torch.zeros(6))
+    with pytest.raises(ValueError, match="code_init must be 'zero' or 'ellipse', got 'disc'"):
+        get_head("meinst", in_channels=16, codec=codec, code_init="disc")

@@ -35,6 +35,9 @@ class MEInstHead(MaskHead):
     jitter : redraw MEInst's sigmoid jitter for the code targets at every step (PCA codecs in
         logit space); otherwise the codec's deterministic encoding is the target.
     seed : seeds the jitter; the step counter is a buffer, so a resumed run draws the same noise.
+    code_init : "zero" (MEInst: the code predictor's bias starts at 0, PCA's mean shape) or
+        "ellipse" (it starts at the code of the ellipse inscribed in the box: a shape to start
+        from for codecs whose zero code is none, such as the contour codecs' polygon at one corner).
 
     Notes
     -----
@@ -48,7 +51,7 @@ class MEInstHead(MaskHead):
     in_features = ("p3", "p4", "p5", "p6", "p7")
 
     def __init__(self, *, codec: MaskCodec, in_channels: int = 256, num_convs: int = 4, norm: str = "GN",
-                 loss: str = "mse", jitter: bool = True, seed: int = 0):
+                 loss: str = "mse", jitter: bool = True, seed: int = 0, code_init: str = "zero"):
         super().__init__()
         if loss not in ("mse", "mask"):
             raise ValueError(f"loss must be 'mse' or 'mask', got {loss!r}")
@@ -63,7 +66,16 @@ class MEInstHead(MaskHead):
         self.mask_tower = conv_tower(in_channels, num_convs, norm)
         self.mask_pred = nn.Conv2d(in_channels, codec.code_length, 3, 1, 1)
         nn.init.normal_(self.mask_pred.weight, std=0.01)
-        nn.init.zeros_(self.mask_pred.bias)
+        if code_init == "zero":
+            nn.init.zeros_(self.mask_pred.bias)
+        elif code_init == "ellipse":
+            s = codec.mask_size
+            yy, xx = torch.meshgrid(torch.arange(s) + 0.5, torch.arange(s) + 0.5, indexing="ij")
+            ellipse = ((yy / s - 0.5) ** 2 + (xx / s - 0.5) ** 2 < 0.25)[None]  # (1, S, S)
+            with torch.no_grad():
+                self.mask_pred.bias.copy_(self.codec_module.encode(ellipse)[0])
+        else:
+            raise ValueError(f"code_init must be 'zero' or 'ellipse', got {code_init!r}")
 
     def forward(self, features: dict[str, torch.Tensor], fcos_out: FCOSOutput) -> dict:
         return {"codes": [self.mask_pred(self.mask_tower(features[k])) for k in self.in_features]}  # (B, D, H, W)
