@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python -m benchmarks.paste
 	$(BIN)/python -m benchmarks.rasterize
 	$(BIN)/python -m benchmarks.iou
+	$(BIN)/python -m benchmarks.rle
 	$(BIN)/python -m benchmarks.assembly
 	$(BIN)/python -m benchmarks.pca_fit
 

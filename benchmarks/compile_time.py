@@ -19,7 +19,9 @@ import maskrep, maskrep.ops, maskrep.assembly
 import sys
 times = {"import maskrep (numba not imported)": time.perf_counter() - t, "numba imported": "numba" in sys.modules}
 import numpy as np, torch
-from maskrep.ops import paste_masks, rasterize_in_boxes, mask_iou, mask_iou_pairwise
+from maskrep.ops import (paste_masks, rasterize_in_boxes, mask_iou, mask_iou_pairwise, paste_masks_to_rle, rle_iou,
+                         polygons_to_rle, outer_contours, mask_to_rle)
+from maskrep.codecs import get_codec
 from maskrep.assembly import blend, embedding_coupling, shape_saliency, unit_product
 b = np.array([[0.0, 0.0, 4.0, 4.0]])
 m = np.ones((1, 4, 4), bool)
@@ -32,6 +34,12 @@ calls = {
     "blend": lambda: blend(torch.ones(1, 2, 4, 4), torch.ones(1, 2, 2, 2), torch.tensor(b), resolution=3, backend="numba"),
     "embedding_coupling": lambda: embedding_coupling(torch.ones(1, 2, 3, 3), torch.ones(1, 2), torch.ones(1), backend="numba"),
     "shape_saliency": lambda: shape_saliency(torch.ones(1, 3, 3), torch.ones(1, 1, 4, 4), torch.tensor(b), backend="numba"),
+    "paste_masks_to_rle": lambda: paste_masks_to_rle(np.ones((1, 3, 3)), b, (6, 6), backend="numba"),
+    "rle_iou": lambda: rle_iou(mask_to_rle(m), mask_to_rle(m), backend="numba"),
+    "polygons_to_rle": lambda: polygons_to_rle([[[0, 0, 3, 0, 3, 3]]], 4, 4, backend="numba"),
+    "outer_contours": lambda: outer_contours(m, backend="numba"),
+    "contour codec (simplify, soft fill)": lambda: (lambda c: c.decode(c.encode(np.pad(m, ((0, 0), (2, 2), (2, 2))))))(
+        get_codec("contour", mask_size=8, dim=6)),
 }
 for name, fn in calls.items():
     t = time.perf_counter(); fn(); times[name] = time.perf_counter() - t

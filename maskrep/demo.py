@@ -3,7 +3,6 @@ lengths, measure reconstruction on its val split, and draw the results."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -14,17 +13,20 @@ DEMO_GRID = (
     + [("svd", {"mask_size": 14, "rank": k}) for k in (1, 2, 3)]
     + [("dct", {"mask_size": 64, "dim": d}) for d in (50, 150, 300)]
     + [("bitmap", {"mask_size": 28, "resolution": r}) for r in (7, 14, 28)]
+    + [("polar", {"mask_size": 64, "rays": 36})]
+    + [("contour", {"mask_size": 64, "dim": d}) for d in (20, 40, 60)]
 )
 
 
 def run(out_dir: str, *, seed: int = 0, num_train: int = 48, num_val: int = 16) -> list[dict]:
     from PIL import Image
 
+    from ._io import atomic_write, atomic_write_json
     from .codecs import get_codec
     from .data import CocoInstances, crop_instances
     from .data.synthetic import make_synthetic_splits
     from .engine import format_table, plot_rate_distortion, run_grid
-    from .ops import paste_masks
+    from .ops import paste_masks, rle_to_mask
     from .viz import overlay_instances, save_grid
 
     os.makedirs(out_dir, exist_ok=True)
@@ -39,24 +41,26 @@ def run(out_dir: str, *, seed: int = 0, num_train: int = 48, num_val: int = 16) 
     results = run_grid(codecs, train, val)
     table = format_table(results)
     print(table)
-    with open(os.path.join(out_dir, "reconstruction.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    with open(os.path.join(out_dir, "reconstruction.md"), "w") as f:
-        f.write(table + "\n")
+    atomic_write_json(os.path.join(out_dir, "reconstruction.json"), results, indent=2)
+    atomic_write(os.path.join(out_dir, "reconstruction.md"), lambda f: f.write(table + "\n"), binary=False)
     plot_rate_distortion(results, os.path.join(out_dir, "rate_distortion.png"))
 
-    # pictures: ground truth, and the pca D=40 reconstruction pasted back, on the first val images
-    codec = next(c for c in codecs if c.name == "pca" and c.code_length == 40)
+    # pictures: ground truth, and the pca D=40 and contour D=60 round trips in the image, on the first val images
+    pca = next(c for c in codecs if c.name == "pca" and c.code_length == 40)
+    contour = next(c for c in codecs if c.name == "contour" and c.code_length == 60)
     pictures, titles = [], []
     for image, insts in val_data.by_image():
-        if not insts or len(pictures) >= 4:
+        if not insts or len(pictures) >= 9:
             continue
         img = np.asarray(Image.open(val_data.image_path(image["id"])).convert("RGB"))
         boxes = np.stack([i.box for i in insts])
-        probs = codec.decode(codec.encode(crop_instances(insts, codec.mask_size)))
+        probs = pca.decode(pca.encode(crop_instances(insts, pca.mask_size)))
+        polygons = rle_to_mask(contour.paste_rle(contour.encode(crop_instances(insts, contour.mask_size)), boxes,
+                                                 img.shape[:2]))
         pictures.append(overlay_instances(img, np.stack([i.mask() for i in insts]), boxes))
         pictures.append(overlay_instances(img, paste_masks(probs, boxes, img.shape[:2]), boxes))
-        titles += [f"image {image['id']}: ground truth", f"image {image['id']}: pca D=40 round trip"]
-    save_grid(pictures, os.path.join(out_dir, "examples.png"), titles=titles, columns=2)
+        pictures.append(overlay_instances(img, polygons, boxes))
+        titles += [f"image {image['id']}: ground truth", "pca D=40 round trip", "contour D=60 round trip"]
+    save_grid(pictures, os.path.join(out_dir, "examples.png"), titles=titles, columns=3)
     print(f"wrote {out_dir}/reconstruction.md, reconstruction.json, rate_distortion.png, examples.png")
     return results

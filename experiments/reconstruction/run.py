@@ -2,7 +2,8 @@
 
     python experiments/reconstruction/run.py [--data DIR] [--out docs]
 
-Writes docs/reconstruction.md (table), docs/reconstruction.json and docs/rate_distortion.png.
+Writes docs/reconstruction_table.md, docs/reconstruction.json and docs/rate_distortion.png (about
+40 minutes on 2 cores, most of it fitting the learned codecs).
 """
 
 import argparse
@@ -22,6 +23,12 @@ GRID = (
     + [("svd", {"mask_size": 28, "rank": k}) for k in (3, 6)]
     + [("dct", {"mask_size": 128, "dim": d}) for d in (50, 100, 200, 300, 500)]
     + [("bitmap", {"mask_size": 28, "resolution": r}) for r in (7, 14, 28)]
+    + [("polar", {"mask_size": 64, "rays": k}) for k in (18, 36, 58)]
+    + [("contour", {"mask_size": 64, "dim": d, "mode": "adaptive"}) for d in (20, 40, 60, 100)]
+    + [("contour", {"mask_size": 64, "dim": d, "mode": "uniform"}) for d in (40, 60, 100)]
+    + [("contour", {"mask_size": 64, "dim": d, "mode": "fourier"}) for d in (20, 40, 60, 100)]
+    + [("contour", {"mask_size": 128, "dim": d, "mode": "adaptive"}) for d in (40, 60)]
+    + [("learned", {"mask_size": 64, "dim": d}) for d in (30, 60)]
 )
 
 
