@@ -106,7 +106,8 @@ def inference_times(models: dict, dataset, repeats: int = 3) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--heads", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--heads", nargs="*", default=list(CONFIGS), choices=list(CONFIGS),
+                        help="the rows to train (default: all); none: only time the trained models present")
     parser.add_argument("--out", default=str(REPO / "docs"))
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. solver.max_iter=20")
     args = parser.parse_args()

@@ -2,14 +2,16 @@
 
     python experiments/reconstruction/run.py [--data DIR] [--out docs]
 
-Writes docs/reconstruction_table.md, docs/reconstruction.json and docs/rate_distortion.png (about
-40 minutes on 2 cores, most of it fitting the learned codecs).
+Writes docs/reconstruction_table.md, docs/reconstruction.json and docs/rate_distortion.png. The
+learned codec is the one of the head comparison (docs/heads_cpu.md): fitted on coco-mini train2017
+and kept in outputs/codecs/, where this script takes it when present (else it fits and keeps it).
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -28,8 +30,26 @@ GRID = (
     + [("contour", {"mask_size": 64, "dim": d, "mode": "uniform"}) for d in (40, 60, 100)]
     + [("contour", {"mask_size": 64, "dim": d, "mode": "fourier"}) for d in (20, 40, 60, 100)]
     + [("contour", {"mask_size": 128, "dim": d, "mode": "adaptive"}) for d in (40, 60)]
-    + [("learned", {"mask_size": 64, "dim": d}) for d in (30, 60)]
+    + [("learned", {"mask_size": 28, "dim": 60})]
 )
+
+
+def cached_fit(name: str, params: dict, train: list):
+    """The codec fitted on coco-mini train2017, from outputs/codecs/ (the name
+    experiments/meinst/meinst_codec_R_18_mini8.py gives it) or fitted, resumably, and kept there."""
+    from maskrep.codecs import get_codec, load
+    from maskrep.engine import fit_codec
+
+    spec = f"{name}:" + ",".join(f"{k}={v}" for k, v in params.items())
+    path = REPO / "outputs" / "codecs" / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", spec) + "_coco-mini-train.npz")
+    if path.exists():
+        print(f"{spec}: fitted codec {path.relative_to(REPO)}")
+        return load(str(path))
+    codec = get_codec(name, **params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec.training_checkpoint = str(path) + ".training.pt"
+    fit_codec(codec, train).save(path)
+    return codec
 
 
 def main() -> None:
@@ -46,7 +66,11 @@ def main() -> None:
     train = list(CocoInstances(root / "instances_train2017.json"))
     val = list(CocoInstances(root / "instances_val2017.json"))
     print(f"train {len(train)} instances, val {len(val)} instances")
-    results = run_grid([get_codec(n, **p) for n, p in GRID], train, val, progress=False)
+    codecs = [get_codec(n, **p) for n, p in GRID]
+    for i, (name, params) in enumerate(GRID):
+        if name == "learned":  # fitted once, shared with the head comparison
+            codecs[i] = cached_fit(name, params, train)
+    results = run_grid(codecs, train, val, progress=False)
     os.makedirs(args.out, exist_ok=True)
     table = format_table(results)
     with open(os.path.join(args.out, "reconstruction.json"), "w") as f:

@@ -276,10 +276,12 @@ def plot_rate_distortion(results: list[dict], path: str, *,
 
 def run_grid(codecs: Sequence[MaskCodec], train: Sequence[CocoInstance], val: Sequence[CocoInstance], *,
              progress: bool = True) -> list[dict]:
-    """Fit each codec on ``train`` (when it learns) and evaluate it on ``val``; one result dict each."""
+    """Fit each codec on ``train`` (when it learns and is not fitted yet: a loaded codec is evaluated
+    as it is) and evaluate it on ``val``; one result dict each."""
     results = []
     for codec in codecs:
-        fit_codec(codec, train, progress=progress)
+        if not codec.is_fitted:
+            fit_codec(codec, train, progress=progress)
         result = evaluate_reconstruction(codec, val, progress=progress)
         print(f"{codec!r}: D={result['code_length']} crop IoU {result['crop_iou']:.4f}, "
               f"full-image IoU {result['full_iou']:.4f}")
