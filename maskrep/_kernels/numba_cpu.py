@@ -42,32 +42,6 @@ def _reach(lo, hi, size, limit):
     return max(0, math.floor(lo - half - 0.5)), min(limit, math.ceil(hi + half) + 1)
 
 
-@numba.njit(cache=True)
-def _column_pass(crop, c_lo, ncol, x0, scale_x, size):
-    """xrow[k + 1, j]: crop row k (k = -1 .. S) interpolated at image column c_lo + j."""
-    xrow = np.zeros((size + 2, ncol))
-    for j in range(ncol):
-        rx, wx0, wx1 = _axis_taps(c_lo + j, x0, scale_x)
-        for k in range(-1, size + 1):
-            xrow[k + 1, j] = wx0 * _tap(crop, k, rx, size) + wx1 * _tap(crop, k, rx + 1, size)
-    return xrow
-
-
-@numba.njit(cache=True, inline="always")
-def _row_taps(r, y0, scale_y, size):
-    """Image row r's first row in the column pass (-1: both taps outside the crop) and its weights."""
-    ry, wy0, wy1 = _axis_taps(r, y0, scale_y)
-    return (-1 if ry < -1 or ry > size - 1 else ry + 1), wy0, wy1
-
-
-@numba.njit(cache=True, inline="always")
-def _mix_rows(xrow, row, j, wy0, wy1):
-    """The pasted value at column c_lo + j of the image row whose taps are ``row``, ``wy0``, ``wy1``."""
-    if row < 0:  # exact zeros
-        return 0.0
-    return wy0 * xrow[row, j] + wy1 * xrow[row + 1, j]
-
-
 @numba.njit(cache=True, parallel=True)
 def paste_masks_kernel(probs, boxes, height, width, threshold, out_values, out_masks, use_threshold):
     """Paste (N, S, S) float64 crops into (N, H, W), visiting only the pixels a crop can reach.
@@ -88,12 +62,24 @@ def paste_masks_kernel(probs, boxes, height, width, threshold, out_values, out_m
             continue
         scale_x = size / (x1 - x0)
         scale_y = size / (y1 - y0)
+        crop = probs[i]
         ncol = c_hi - c_lo
-        xrow = _column_pass(probs[i], c_lo, ncol, x0, scale_x, size)
+        # xrow[k + 1, j]: crop row k (k = -1 .. S) interpolated at image column c_lo + j
+        xrow = np.zeros((size + 2, ncol))
+        for j in range(ncol):
+            rx, wx0, wx1 = _axis_taps(c_lo + j, x0, scale_x)
+            for k in range(-1, size + 1):
+                xrow[k + 1, j] = wx0 * _tap(crop, k, rx, size) + wx1 * _tap(crop, k, rx + 1, size)
         for r in range(r_lo, r_hi):
-            row, wy0, wy1 = _row_taps(r, y0, scale_y, size)
+            ry, wy0, wy1 = _axis_taps(r, y0, scale_y)
+            if ry < -1 or ry > size - 1:  # both taps outside the crop: exact zeros
+                top_row, bottom_row = -1, -1
+            else:
+                top_row, bottom_row = ry + 1, ry + 2
             for j in range(ncol):
-                value = _mix_rows(xrow, row, j, wy0, wy1)
+                top = xrow[top_row, j] if top_row >= 0 else 0.0
+                bottom = xrow[bottom_row, j] if bottom_row >= 0 else 0.0
+                value = wy0 * top + wy1 * bottom
                 if use_threshold:
                     out_masks[i, r, c_lo + j] = value >= threshold
                 else:
@@ -453,13 +439,24 @@ def paste_rle_kernel(probs, boxes, height, width, threshold, slot_start, slot_si
             if c_hi > c_lo and r_hi > r_lo:
                 scale_x = size / (x1 - x0)
                 scale_y = size / (y1 - y0)
+                crop = probs[i]
                 ncol = c_hi - c_lo
-                xrow = _column_pass(probs[i], c_lo, ncol, x0, scale_x, size)
+                xrow = np.zeros((size + 2, ncol))
+                for j in range(ncol):
+                    rx, wx0, wx1 = _axis_taps(c_lo + j, x0, scale_x)
+                    for k in range(-1, size + 1):
+                        xrow[k + 1, j] = wx0 * _tap(crop, k, rx, size) + wx1 * _tap(crop, k, rx + 1, size)
                 for j in range(ncol):
                     base = (c_lo + j) * height
                     for r in range(r_lo, r_hi):
-                        row, wy0, wy1 = _row_taps(r, y0, scale_y, size)
-                        bit = 1 if _mix_rows(xrow, row, j, wy0, wy1) >= threshold else 0
+                        ry, wy0, wy1 = _axis_taps(r, y0, scale_y)
+                        if ry < -1 or ry > size - 1:
+                            top_row, bottom_row = -1, -1
+                        else:
+                            top_row, bottom_row = ry + 1, ry + 2
+                        top = xrow[top_row, j] if top_row >= 0 else 0.0
+                        bottom = xrow[bottom_row, j] if bottom_row >= 0 else 0.0
+                        bit = 1 if wy0 * top + wy1 * bottom >= threshold else 0
                         if bit != current:
                             p = base + r
                             if not _push_run(runs, slot, count, limit, p - start):
