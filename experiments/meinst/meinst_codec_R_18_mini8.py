@@ -13,10 +13,9 @@ default). The code predictor starts at the code of the ellipse inscribed in the 
 """
 
 import os
-import re
 
 from maskrep.data import CocoInstances
-from maskrep.engine import fit_codec, parse_codec_spec, recipe
+from maskrep.engine import fit_or_load, recipe
 
 cfg, mini8 = recipe.load_config(os.path.join(os.path.dirname(__file__), "..", "fcos", "fcos_R_18_mini8.py"))
 cfg["data"].update(with_masks=True)
@@ -30,20 +29,12 @@ def fitted_codec(spec):
     """The codec of ``spec``; one that learns is fitted on coco-mini train2017 once and cached."""
     if not isinstance(spec, str) or spec.endswith(".npz"):
         return recipe.resolve_codec(spec)
-    codec = parse_codec_spec(spec)
-    if not codec.needs_fit:
-        return codec
-    path = os.path.join("outputs", "codecs", re.sub(r"[^A-Za-z0-9_.=-]+", "_", spec) + "_coco-mini-train.npz")
-    if os.path.exists(path):
-        return recipe.resolve_codec(path)
-    annotations = recipe.coco_split("coco-mini", "train2017")[0]
-    train = list(CocoInstances(recipe.resolve_path(annotations, "data.train")))
-    print(f"fitting {spec} on {len(train)} coco-mini train instances -> {path}")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if codec.name == "learned":  # an interrupted fit resumes
-        codec.training_checkpoint = path + ".training.pt"
-    fit_codec(codec, train).save(path)
-    return codec
+
+    def train():
+        annotations = recipe.coco_split("coco-mini", "train2017")[0]
+        return list(CocoInstances(recipe.resolve_path(annotations, "data.train")))
+
+    return fit_or_load(spec, train, os.path.join("outputs", "codecs"), "coco-mini-train")
 
 
 def build_model(cfg, num_classes):

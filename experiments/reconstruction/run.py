@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 from pathlib import Path
 
@@ -34,24 +33,6 @@ GRID = (
 )
 
 
-def cached_fit(name: str, params: dict, train: list):
-    """The codec fitted on coco-mini train2017, from outputs/codecs/ (the name
-    experiments/meinst/meinst_codec_R_18_mini8.py gives it) or fitted, resumably, and kept there."""
-    from maskrep.codecs import get_codec, load
-    from maskrep.engine import fit_codec
-
-    spec = f"{name}:" + ",".join(f"{k}={v}" for k, v in params.items())
-    path = REPO / "outputs" / "codecs" / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", spec) + "_coco-mini-train.npz")
-    if path.exists():
-        print(f"{spec}: fitted codec {path.relative_to(REPO)}")
-        return load(str(path))
-    codec = get_codec(name, **params)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    codec.training_checkpoint = str(path) + ".training.pt"
-    fit_codec(codec, train).save(path)
-    return codec
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default=os.environ.get("MASKREP_DATASETS", str(REPO.parent / "shared" / "data")))
@@ -60,7 +41,7 @@ def main() -> None:
 
     from maskrep.codecs import get_codec
     from maskrep.data import CocoInstances
-    from maskrep.engine import format_table, plot_rate_distortion, run_grid
+    from maskrep.engine import fit_or_load, format_table, plot_rate_distortion, run_grid
 
     root = Path(args.data) / "coco-mini" / "annotations"
     train = list(CocoInstances(root / "instances_train2017.json"))
@@ -69,7 +50,8 @@ def main() -> None:
     codecs = [get_codec(n, **p) for n, p in GRID]
     for i, (name, params) in enumerate(GRID):
         if name == "learned":  # fitted once, shared with the head comparison
-            codecs[i] = cached_fit(name, params, train)
+            spec = f"{name}:" + ",".join(f"{k}={v}" for k, v in params.items())
+            codecs[i] = fit_or_load(spec, lambda: train, str(REPO / "outputs" / "codecs"), "coco-mini-train")
     results = run_grid(codecs, train, val, progress=False)
     os.makedirs(args.out, exist_ok=True)
     table = format_table(results)

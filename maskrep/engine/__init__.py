@@ -3,6 +3,7 @@
 from .reconstruction import (
     evaluate_reconstruction,
     fit_codec,
+    fit_or_load,
     format_table,
     iter_crops,
     parse_codec_spec,
@@ -10,5 +11,5 @@ from .reconstruction import (
     run_grid,
 )
 
-__all__ = ["evaluate_reconstruction", "fit_codec", "format_table", "iter_crops", "parse_codec_spec",
+__all__ = ["evaluate_reconstruction", "fit_codec", "fit_or_load", "format_table", "iter_crops", "parse_codec_spec",
            "plot_rate_distortion", "run_grid"]

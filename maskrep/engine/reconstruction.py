@@ -9,6 +9,7 @@ with MEInst's printed numbers); encode and decode throughput.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 
@@ -23,6 +24,7 @@ from ..ops.rle import rle_counts, rle_to_mask
 __all__ = [
     "evaluate_reconstruction",
     "fit_codec",
+    "fit_or_load",
     "format_table",
     "iter_crops",
     "parse_codec_spec",
@@ -55,6 +57,24 @@ def fit_codec(codec: MaskCodec, instances: Sequence[CocoInstance], *, chunk: int
     show = progress and is_main()
     with tqdm(total=len(share), desc=f"fit {codec.name}", unit="mask", disable=not show) as bar:
         codec.fit(iter_crops(share, codec.mask_size, chunk=chunk), progress=bar.update if show else None)
+    return codec
+
+
+def fit_or_load(spec: str, instances, cache_dir: str, tag: str) -> MaskCodec:
+    """The codec of ``name:key=value,...``; one that learns is loaded from
+    ``cache_dir/<spec>_<tag>.npz`` when there, else fitted on ``instances()`` (called only then) and
+    kept there (a learned codec's interrupted training resumes from ``<file>.training.pt``)."""
+    codec = parse_codec_spec(spec)
+    if not codec.needs_fit:
+        return codec
+    path = os.path.join(cache_dir, re.sub(r"[^A-Za-z0-9_.=-]+", "_", spec) + f"_{tag}.npz")
+    if os.path.exists(path):
+        return load(path)
+    print(f"fitting {spec} -> {path}")
+    os.makedirs(cache_dir, exist_ok=True)
+    if hasattr(codec, "training_checkpoint"):
+        codec.training_checkpoint = path + ".training.pt"
+    fit_codec(codec, instances()).save(path)
     return codec
 
 
