@@ -407,112 +407,250 @@ def shape_saliency_kernel(shapes, saliency, boxes, stride, out):
 
 
 @numba.njit(cache=True, inline="always")
-def _push_run(runs, slot, n, limit, length):
-    """Append one run to a mask's slot; False when the slot is full."""
-    if n >= limit:
-        return False
-    runs[slot + n] = length
-    return True
+def _emit(runs, slot, limit, count, start, current, p, bit):
+    """Pixel ``p`` (column-major) has value ``bit``: close the current run there when it changes.
+    Returns the new (count, start, current, ok); ok is False when the slot has no room left."""
+    if bit == current:
+        return count, start, current, True
+    if count >= limit:
+        return count, start, current, False
+    runs[slot + count] = p - start
+    return count + 1, p, bit, True
+
+
+@numba.njit(cache=True)
+def _cell_classes(crop, threshold):
+    """Each bilinear cell of a crop padded with zeros: 1 when every pixel it can give is >= threshold,
+    0 when every one is below, 2 when the pixels must be computed. Cell [a, b] lies between crop rows
+    a - 1, a and columns b - 1, b (a, b = 0 .. S).
+
+    A pasted value is a convex mix of the cell's four corners, computed with a few roundings: it lies
+    within 1e-12 of the corners' range (relative to the crop's largest magnitude, far more than the
+    roundings can move it), so a cell whose corners all clear the threshold by that margin needs no
+    pixel computed. A crop holding NaN or inf has every cell computed.
+    """
+    size = crop.shape[0]
+    pad = np.zeros((size + 2, size + 2))
+    big = 1.0
+    finite = True
+    for a in range(size):
+        for b in range(size):
+            v = crop[a, b]
+            pad[a + 1, b + 1] = v
+            if not math.isfinite(v):
+                finite = False
+            elif abs(v) > big:
+                big = abs(v)
+    out = np.empty((size + 1, size + 1), dtype=np.int8)
+    if not finite:
+        out[:] = 2
+        return out
+    above = threshold + 1e-12 * big  # a cell's smallest corner at least this: all pixels on
+    below = threshold - 1e-12 * big  # its largest corner under this: all off
+    lo = np.empty(size + 2)
+    hi = np.empty(size + 2)
+    for a in range(size + 1):
+        for b in range(size + 2):  # each column's two corners of the cell row
+            u, v = pad[a, b], pad[a + 1, b]
+            lo[b] = min(v, u)
+            hi[b] = max(u, v)
+        for b in range(size + 1):
+            cell_lo = min(lo[b + 1], lo[b])
+            cell_hi = max(hi[b + 1], hi[b])
+            out[a, b] = 1 if cell_lo >= above else (0 if cell_hi < below else 2)
+    return out
+
+
+@numba.njit(cache=True)
+def _paste_runs(crop, x0, y0, x1, y1, height, width, threshold, runs, slot, limit):
+    """One crop pasted into an (H, W) image as COCO run lengths (column-major, zeros first), written
+    to ``runs[slot:slot + limit]``. Returns (number of runs, ok); ok is False when they do not fit.
+
+    The pixels are the paste kernel's (``paste_masks_kernel``: the same taps, the same arithmetic, the
+    same comparison), computed only where they can straddle the threshold. A column's rows fall in
+    groups that share their two crop rows; a group whose bilinear cell (``_cell_classes``) is wholly
+    above or below the threshold is one stretch, and consecutive such groups of a cell column are
+    merged once per mask. In a straddling cell, a column whose two interpolated crop rows clear the
+    threshold on one side is one stretch too; only the rest is computed pixel by pixel. The work per
+    column is a few stretches plus the pixels along the mask's edge, not every pixel of the box.
+    """
+    total = height * width
+    size = crop.shape[0]
+    count, start, current, ok = 0, 0, 0, True
+    c_lo, c_hi, r_lo, r_hi = 0, 0, 0, 0
+    if x1 > x0 and y1 > y0:
+        c_lo, c_hi = _reach(x0, x1, size, width)
+        r_lo, r_hi = _reach(y0, y1, size, height)
+    if c_hi > c_lo and r_hi > r_lo:
+        scale_x = size / (x1 - x0)
+        scale_y = size / (y1 - y0)
+        cls = _cell_classes(crop, threshold)
+        big = 1.0
+        for a in range(size):
+            for b in range(size):
+                big = max(big, abs(crop[a, b]))
+        above = threshold + 1e-12 * big  # as in _cell_classes (a NaN crop has every cell computed)
+        below = threshold - 1e-12 * big
+        # rows grouped by their upper crop row ry (-2: both taps outside the crop, exact zeros)
+        nrow = r_hi - r_lo
+        wy0 = np.empty(nrow)
+        wy1 = np.empty(nrow)
+        group_row = np.empty(nrow + 1, dtype=np.int64)
+        group_k = np.empty(nrow, dtype=np.int64)
+        ngroup = 0
+        for r in range(r_lo, r_hi):
+            ry, a0, a1 = _axis_taps(r, y0, scale_y)
+            wy0[r - r_lo] = a0
+            wy1[r - r_lo] = a1
+            if ry < -1 or ry > size - 1:
+                ry = -2
+            if ngroup == 0 or ry != group_k[ngroup - 1]:
+                group_k[ngroup] = ry
+                group_row[ngroup] = r
+                ngroup += 1
+        group_row[ngroup] = r_hi
+        # per cell column b (crop columns b - 1, b), its stretches: (first group, kind), kind 2 computed;
+        # cell column size + 1 stands for columns whose taps both fall outside the crop (all zero)
+        nseg = np.zeros(size + 2, dtype=np.int64)
+        seg_group = np.empty((size + 2, ngroup), dtype=np.int64)
+        seg_kind = np.empty((size + 2, ngroup), dtype=np.int8)
+        for b in range(size + 2):
+            m = 0
+            for g in range(ngroup):
+                k = group_k[g]
+                kind = 0 if b == size + 1 or k == -2 else cls[k + 1, b]
+                if m == 0 or kind == 2 or kind != seg_kind[b, m - 1]:
+                    seg_group[b, m] = g
+                    seg_kind[b, m] = kind
+                    m += 1
+            nseg[b] = m
+        for c in range(c_lo, c_hi):
+            base = c * height
+            rx, wx0, wx1 = _axis_taps(c, x0, scale_x)
+            b = size + 1 if rx < -1 or rx > size - 1 else rx + 1
+            if r_lo > 0:
+                count, start, current, ok = _emit(runs, slot, limit, count, start, current, base, 0)
+            for s in range(nseg[b]):
+                if not ok:
+                    break
+                g = seg_group[b, s]
+                kind = seg_kind[b, s]
+                if kind == 2:
+                    k = group_k[g]
+                    top = wx0 * _tap(crop, k, rx, size) + wx1 * _tap(crop, k, rx + 1, size)
+                    bottom = wx0 * _tap(crop, k + 1, rx, size) + wx1 * _tap(crop, k + 1, rx + 1, size)
+                    if top >= above and bottom >= above:
+                        kind = 1
+                    elif top < below and bottom < below:
+                        kind = 0
+                    else:
+                        for r in range(group_row[g], group_row[g + 1]):
+                            bit = 1 if wy0[r - r_lo] * top + wy1[r - r_lo] * bottom >= threshold else 0
+                            count, start, current, ok = _emit(runs, slot, limit, count, start, current,
+                                                              base + r, bit)
+                            if not ok:
+                                break
+                        continue
+                count, start, current, ok = _emit(runs, slot, limit, count, start, current,
+                                                  base + group_row[g], kind)
+            if ok and r_hi < height:  # the rows below the reach are 0
+                count, start, current, ok = _emit(runs, slot, limit, count, start, current, base + r_hi, 0)
+            if not ok:
+                break
+        if ok and c_hi * height < total:  # the columns right of the reach are 0
+            count, start, current, ok = _emit(runs, slot, limit, count, start, current, c_hi * height, 0)
+    if ok:  # the last run (an empty mask's only one)
+        if count >= limit:
+            ok = False
+        else:
+            runs[slot + count] = total - start
+            count += 1
+    return count, ok
+
+
+@numba.njit(cache=True, inline="always")
+def _encode_runs(runs, base, count, chars, out):
+    """pycocotools' compressed string of ``runs[base:base + count]`` written at ``chars[out:]``
+    (6-bit groups, ASCII 48-111, each run but the first three as the difference to the run two
+    before); returns its length."""
+    pos = 0
+    for j in range(count):
+        x = np.int64(runs[base + j])
+        if j > 2:
+            x -= np.int64(runs[base + j - 2])
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            if c & 0x10:
+                more = x != -1
+            else:
+                more = x != 0
+            if more:
+                c |= 0x20
+            chars[out + pos] = c + 48
+            pos += 1
+    return pos
 
 
 @numba.njit(cache=True, parallel=True)
-def paste_rle_kernel(probs, boxes, height, width, threshold, slot_start, slot_size, runs, nruns, overflow):
-    """Paste (N, S, S) crops into (H, W) images as COCO run lengths, never writing the masks.
+def _paste_rle_workers(probs, boxes, height, width, threshold, slot_start, order, threads, runs, chars,
+                       nchars, overflow):
+    """The parallel part of ``paste_rle_kernel``: masks ``order[t::threads]`` on worker t."""
+    n = len(order)
+    for t in numba.prange(threads):
+        for k in range(t, n, threads):
+            i = order[k]
+            slot = slot_start[i]
+            count, ok = _paste_runs(probs[i], boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3], height, width,
+                                    threshold, runs, slot, slot_start[i + 1] - slot)
+            if ok:
+                nchars[i] = _encode_runs(runs, slot, count, chars, 7 * slot)
+            overflow[i] = not ok
 
-    The values are the paste kernel's (``paste_masks_kernel``: the same taps, the same arithmetic,
-    the same pixels), thresholded and run-length coded in column-major order, zeros first. Mask i
-    writes its runs to ``runs[slot_start[i]:slot_start[i] + slot_size[i]]`` and their count to
-    ``nruns[i]``; a slot too small sets ``overflow[i]`` (the caller redoes that mask with room).
+
+@numba.njit(cache=True)
+def paste_rle_kernel(probs, boxes, height, width, threshold, runs_per_column, threads):
+    """Paste (N, S, S) crops into (H, W) images as pycocotools' compressed RLE strings, never
+    writing the masks: ``(chars, offsets, overflow)``, mask i's string ``chars[offsets[i]:offsets[i + 1]]``.
+
+    Each mask gets room for ``runs_per_column`` runs per column it reaches; a mask whose runs do not
+    fit sets ``overflow[i]`` and gets an empty string (the caller redoes it with room for every pixel).
+    The masks are dealt to ``threads`` workers (``numba.get_num_threads()``), largest first. The
+    set-up and the gathering stay out of the parallel function: there every array expression would
+    start a parallel region of its own.
     """
     n, size = probs.shape[0], probs.shape[1]
-    total = height * width
-    for i in numba.prange(n):
-        slot, limit = slot_start[i], slot_size[i]
-        count = 0
-        start = 0  # where the current run began (column-major position)
-        current = 0  # the current run's value
-        ok = True
-        x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
-        if x1 > x0 and y1 > y0:
+    slot_start = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        ncol = 0
+        x0, x1 = boxes[i, 0], boxes[i, 2]
+        if x1 > x0:
             c_lo, c_hi = _reach(x0, x1, size, width)
-            r_lo, r_hi = _reach(y0, y1, size, height)
-            if c_hi > c_lo and r_hi > r_lo:
-                scale_x = size / (x1 - x0)
-                scale_y = size / (y1 - y0)
-                crop = probs[i]
-                ncol = c_hi - c_lo
-                xrow = np.zeros((size + 2, ncol))
-                for j in range(ncol):
-                    rx, wx0, wx1 = _axis_taps(c_lo + j, x0, scale_x)
-                    for k in range(-1, size + 1):
-                        xrow[k + 1, j] = wx0 * _tap(crop, k, rx, size) + wx1 * _tap(crop, k, rx + 1, size)
-                for j in range(ncol):
-                    base = (c_lo + j) * height
-                    for r in range(r_lo, r_hi):
-                        ry, wy0, wy1 = _axis_taps(r, y0, scale_y)
-                        if ry < -1 or ry > size - 1:
-                            top_row, bottom_row = -1, -1
-                        else:
-                            top_row, bottom_row = ry + 1, ry + 2
-                        top = xrow[top_row, j] if top_row >= 0 else 0.0
-                        bottom = xrow[bottom_row, j] if bottom_row >= 0 else 0.0
-                        bit = 1 if wy0 * top + wy1 * bottom >= threshold else 0
-                        if bit != current:
-                            p = base + r
-                            if not _push_run(runs, slot, count, limit, p - start):
-                                ok = False
-                                break
-                            count += 1
-                            start = p
-                            current = bit
-                    if not ok:
-                        break
-                    # the pixels below the reached rows, and above them in the next column, are 0
-                    if current == 1 and not (r_hi == height and r_lo == 0 and j + 1 < ncol):
-                        p = base + r_hi
-                        if not _push_run(runs, slot, count, limit, p - start):
-                            ok = False
-                            break
-                        count += 1
-                        start = p
-                        current = 0
-        if ok and current == 1:  # close the last foreground run
-            ok = _push_run(runs, slot, count, limit, total - start)
-            count += 1
-            start = total
-            current = 0
-        if ok and (start < total or count == 0):  # the final zeros (or an empty mask's one run)
-            ok = _push_run(runs, slot, count, limit, total - start)
-            count += 1
-        nruns[i] = count
-        overflow[i] = not ok
+            ncol = max(c_hi - c_lo, 0)
+        slot_start[i + 1] = slot_start[i] + ncol * runs_per_column + 4
+    runs = np.empty(slot_start[n], dtype=np.int64)
+    chars = np.empty(7 * slot_start[n], dtype=np.uint8)  # a run (< 2**32) takes at most 7 characters
+    nchars = np.zeros(n, dtype=np.int64)
+    overflow = np.zeros(n, dtype=np.bool_)
+    order = np.argsort(slot_start[:-1] - slot_start[1:])  # sizes differ widely: largest first
+    _paste_rle_workers(probs, boxes, height, width, threshold, slot_start, order, max(min(threads, n), 1), runs,
+                       chars, nchars, overflow)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        offsets[i + 1] = offsets[i] + nchars[i]
+    out = np.empty(offsets[n], dtype=np.uint8)
+    for i in range(n):
+        out[offsets[i] : offsets[i + 1]] = chars[7 * slot_start[i] : 7 * slot_start[i] + nchars[i]]
+    return out, offsets, overflow
 
 
 @numba.njit(cache=True)
 def encode_runs_kernel(runs, slot_start, nruns, char_start, chars, nchars):
-    """pycocotools' compressed string of each mask's runs (6-bit groups, ASCII 48-111, each run but
-    the first three as the difference to the run two before): ``chars[char_start[i]:...]``."""
+    """pycocotools' compressed string of each mask's runs: ``chars[char_start[i]:...]``, its length
+    in ``nchars[i]`` (``_encode_runs``)."""
     for i in range(len(nruns)):
-        base = slot_start[i]
-        out = char_start[i]
-        pos = 0
-        for j in range(nruns[i]):
-            x = np.int64(runs[base + j])
-            if j > 2:
-                x -= np.int64(runs[base + j - 2])
-            more = True
-            while more:
-                c = x & 0x1F
-                x >>= 5
-                if c & 0x10:
-                    more = x != -1
-                else:
-                    more = x != 0
-                if more:
-                    c |= 0x20
-                chars[out + pos] = c + 48
-                pos += 1
-        nchars[i] = pos
+        nchars[i] = _encode_runs(runs, slot_start[i], nruns[i], chars, char_start[i])
 
 
 @numba.njit(cache=True)

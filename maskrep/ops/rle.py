@@ -8,6 +8,7 @@ ints for ``counts`` (the uncompressed form COCO uses for crowd regions) is accep
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -313,32 +314,30 @@ def paste_masks_to_rle(mask_probs, boxes, image_size: tuple[int, int], *, thresh
 
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0 (pixels no crop reaches are 0), got {threshold}")
-    probs = to_numpy(mask_probs, np.float64)
+    probs = to_numpy(mask_probs)
+    if probs.dtype not in (np.float32, np.float64):  # float32 is widened in the kernel: the same values
+        probs = probs.astype(np.float64)
     if probs.ndim != 3 or probs.shape[1] != probs.shape[2]:
         raise ValueError(f"mask_probs must be (N, S, S), got shape {probs.shape}")
     boxes_np = _check_boxes(to_numpy(boxes, np.float64), probs.shape[0])
     h, w = (int(v) for v in image_size)
     if choose_backend(backend) != "numba":
         return [mask_to_rle(m) for m in paste_masks(probs, boxes_np, (h, w), threshold=threshold, backend="reference")]
+    import numba
+
     from .._kernels.numba_cpu import paste_rle_kernel
 
-    n, s = probs.shape[:2]
-    widths = np.clip(np.ceil(boxes_np[:, 2] - boxes_np[:, 0]) + 4, 0, w).astype(np.int64)  # columns reached
-    slot_size = widths * _runs_per_column(s) + 4
-    slot_start = np.zeros(n, dtype=np.int64)
-    np.cumsum(slot_size[:-1], out=slot_start[1:])
-    runs = np.zeros(int(slot_size.sum()), dtype=np.int64)
-    nruns = np.zeros(n, dtype=np.int64)
-    overflow = np.zeros(n, dtype=np.bool_)
+    threads = numba.get_num_threads()
     probs, boxes_np = np.ascontiguousarray(probs), np.ascontiguousarray(boxes_np)
-    paste_rle_kernel(probs, boxes_np, h, w, float(threshold), slot_start, slot_size, runs, nruns, overflow)
-    out = _runs_to_rles(runs, slot_start, nruns, h, w)
-    for i in np.flatnonzero(overflow):  # a pathological map: redo it with room for every pixel
-        big = np.zeros(h * w + 2, dtype=np.int64)
-        one_n, one_o = np.zeros(1, np.int64), np.zeros(1, np.bool_)
-        paste_rle_kernel(probs[i : i + 1], boxes_np[i : i + 1], h, w, float(threshold), np.zeros(1, np.int64),
-                         np.array([h * w + 2]), big, one_n, one_o)
-        out[i] = _runs_to_rles(big, np.zeros(1, np.int64), one_n, h, w)[0]
+    chars, offsets, overflow = paste_rle_kernel(probs, boxes_np, h, w, float(threshold),
+                                                 _runs_per_column(probs.shape[1]), threads)
+    text = chars.tobytes().decode("ascii")
+    bounds = offsets.tolist()
+    out = [{"size": [h, w], "counts": text[a:b]} for a, b in pairwise(bounds)]
+    if overflow.any():
+        for i in np.flatnonzero(overflow).tolist():  # a pathological map: redo it with room for every pixel
+            one, _, _ = paste_rle_kernel(probs[i : i + 1], boxes_np[i : i + 1], h, w, float(threshold), h + 2, 1)
+            out[i]["counts"] = one.tobytes().decode("ascii")
     return out
 
 

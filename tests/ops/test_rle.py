@@ -85,6 +85,39 @@ def test_paste_to_rle_equals_encoded_dense_paste(seed, threshold):
         assert all(r["size"] == [h, w] for r in got)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_paste_to_rle_smooth_maps_at_the_threshold(dtype):
+    """Smooth maps in large boxes (many pixels a crop cell), where the kernel computes only the pixels
+    of cells that straddle the threshold: corners exactly at it, one rounding either side of it, a
+    map that is constant at it, and maps holding NaN or inf, all equal the dense paste."""
+    from maskrep.ops import paste_masks, paste_masks_to_rle
+
+    rng = np.random.default_rng(7)
+    s, n, h, w = 14, 12, 90, 120
+    yy, xx = np.mgrid[0:s, 0:s] / (s - 1)
+    probs = np.empty((n, s, s))
+    for i in range(n):
+        cy, cx, r = rng.uniform(0.2, 0.8, 3)
+        probs[i] = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (0.1 + r * 0.2))
+    probs[0, 3:9, 3:9] = 0.5  # corners exactly at the threshold
+    up, down = np.nextafter(dtype(0.5), dtype(1.0)), np.nextafter(dtype(0.5), dtype(0.0))
+    probs[1, 2:12, 2:12] = np.where(np.indices((10, 10)).sum(0) % 2 == 0, up, down)  # one rounding off
+    probs[7, 2:12, 2:12] = np.where(np.indices((10, 10)).sum(0) % 2 == 0, up, 0.5)
+    probs[2] = 0.5
+    probs[3, 5, 5] = np.nan
+    probs[4, 2, 7] = np.inf
+    probs[5] *= 3.0  # values above 1
+    probs[6] -= 0.25  # and below 0
+    probs = probs.astype(dtype)
+    boxes = np.array([[5.3, 2.2, 117.9, 88.4], [-20.0, -10.5, 60.7, 70.1], [40.2, 30.9, 200.0, 150.0]])
+    boxes = np.concatenate([boxes, rng.uniform(0, 40, (n - 3, 2)) @ np.array([[1, 0, 1, 0], [0, 1, 0, 1.0]])
+                            + rng.uniform(3, 80, (n - 3, 1)) * np.array([0, 0, 1.0, 1.3])])
+    for threshold in (0.5, 0.3):
+        dense = paste_masks(probs, boxes, (h, w), threshold=threshold, backend="reference")
+        got = paste_masks_to_rle(probs, boxes, (h, w), threshold=threshold, backend="numba")
+        assert [r["counts"] for r in got] == _encode_dense(dense)
+
+
 def test_paste_to_rle_room_for_runs_falls_back(monkeypatch):
     """A map whose runs overflow the room kept per column is redone with room for every pixel."""
     from maskrep.ops import paste_masks, paste_masks_to_rle
