@@ -166,7 +166,9 @@ def test_bad_config_and_checkpoints_name_the_file(synthetic, tmp_path, capsys):
     assert "README.md: a config is a Python file (.py)" in capsys.readouterr().err
     out = tmp_path / "run"
     out.mkdir()
-    for content in (b"", os.urandom(64)):
+    # bytes on which the unpickler raises UnpicklingError, IndexError, UnicodeDecodeError, KeyError
+    garbage = [np.random.default_rng(seed).bytes(64) for seed in (0, 17, 54, 62)]
+    for content in (b"", *garbage):
         (out / "last_checkpoint.pth").write_bytes(content)
         assert main(_train_args(synthetic, out, "solver.max_iter=1")) == 2
         err = capsys.readouterr().err

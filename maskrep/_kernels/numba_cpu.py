@@ -653,113 +653,159 @@ def encode_runs_kernel(runs, slot_start, nruns, char_start, chars, nchars):
         nchars[i] = _encode_runs(runs, slot_start[i], nruns[i], chars, char_start[i])
 
 
+# A decoded mask: its run ends (cumulative positions, column-major) and its geometry, one row of
+# GEOMETRY columns: foreground positions [first, last), rows [top, bottom], columns [left, right], area.
+_FIRST, _LAST, _TOP, _BOTTOM, _LEFT, _RIGHT, _AREA = range(7)
+GEOMETRY = 7
+
+
+@numba.njit(cache=True, inline="always")
+def _floor_div(a, b, inv):
+    """a // b for 0 <= a < 2**52 and b >= 1, from a multiply by inv = 1 / b and one correction."""
+    q = np.int64(a * inv)
+    if q * b > a:
+        q -= 1
+    elif (q + 1) * b <= a:
+        q += 1
+    return q
+
+
 @numba.njit(cache=True)
-def decode_counts_kernel(chars, char_start, char_len, runs, run_start, nruns):
-    """pycocotools' compressed strings (bytes back to back) -> run lengths at ``run_start[i]``, their
-    number in ``nruns[i]``; ``runs`` is sized by the caller (a string of L characters has at most L runs)."""
-    for i in range(len(char_start)):
-        pos = char_start[i]
-        end = pos + char_len[i]
-        m = 0
-        base = run_start[i]
-        while pos < end:
-            x = np.int64(0)
-            k = 0
-            more = True
-            while more:
-                c = np.int64(chars[pos]) - 48
-                x |= (c & 0x1F) << (5 * k)
-                more = (c & 0x20) != 0
-                pos += 1
-                k += 1
-                if not more and (c & 0x10):
-                    x |= np.int64(-1) << (5 * k)
-            if m > 2:
-                x += runs[base + m - 2]
-            runs[base + m] = x
-            m += 1
-        nruns[i] = m
-
-
-@numba.njit(cache=True, inline="always")
-def _fg_span(runs, start, count):
-    """First and one-past-last foreground positions of a mask's runs (0, 0 when empty), its area."""
-    pos = 0
-    first = -1
-    last = 0
-    area = 0
-    for j in range(count):
-        run = runs[start + j]
-        if j % 2 == 1 and run > 0:
+def _decode_one(chars, pos, end, height, ends, base, geometry):
+    """One pycocotools string ``chars[pos:end]`` -> run ends at ``ends[base:]`` and the mask's
+    geometry row (all zeros when empty); returns the number of runs."""
+    m = 0
+    prev1 = np.int64(0)  # the last two run lengths (each run is coded against the one two back)
+    prev2 = np.int64(0)
+    at = np.int64(0)
+    first, last, top, bottom, area = -1, 0, height, -1, 0
+    col_start = np.int64(0)  # where the column of the last foreground run began
+    inv = 1.0 / max(height, 1)
+    while pos < end:
+        x = np.int64(0)
+        k = 0
+        more = True
+        while more:
+            c = np.int64(chars[pos]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = (c & 0x20) != 0
+            pos += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= np.int64(-1) << (5 * k)
+        if m > 2:
+            x += prev2
+        prev2 = prev1
+        prev1 = x
+        if m % 2 == 1 and x > 0:  # a foreground run [at, at + x)
             if first < 0:
-                first = pos
-            last = pos + run
-            area += run
-        pos += run
+                first = at
+            last = at + x
+            if at - col_start >= height:  # a later column: its start, by a multiply (no division per run)
+                col_start = _floor_div(at, height, inv) * height
+            if last - col_start > height:  # it wraps into the next column: every row
+                top = 0
+                bottom = height - 1
+            else:
+                top = min(top, at - col_start)
+                bottom = max(bottom, last - 1 - col_start)
+            area += x
+        at += x
+        ends[base + m] = at
+        m += 1
     if first < 0:
-        return 0, 0, 0
-    return first, last, area
+        geometry[:] = 0
+    else:
+        geometry[_FIRST] = first
+        geometry[_LAST] = last
+        geometry[_TOP] = top
+        geometry[_BOTTOM] = bottom
+        geometry[_LEFT] = first // height
+        geometry[_RIGHT] = (last - 1) // height
+        geometry[_AREA] = area
+    return m
+
+
+@numba.njit(cache=True, parallel=True)
+def _decode_workers(chars, char_start, heights, ends, nruns, geometry):
+    for i in numba.prange(len(heights)):
+        nruns[i] = _decode_one(chars, char_start[i], char_start[i + 1], heights[i], ends, char_start[i],
+                               geometry[i])
+
+
+@numba.njit(cache=True)
+def decode_rles_kernel(chars, char_start, heights):
+    """N pycocotools strings back to back (``chars[char_start[i]:char_start[i + 1]]``, masks of
+    ``heights[i]`` rows) -> ``(ends, nruns, geometry)``: mask i's run ends at ``ends[char_start[i]:]``
+    (a string of L characters holds at most L runs), their number, its (GEOMETRY,) geometry row."""
+    n = len(heights)
+    ends = np.empty(char_start[n], dtype=np.int64)
+    nruns = np.empty(n, dtype=np.int64)
+    geometry = np.empty((n, GEOMETRY), dtype=np.int64)
+    _decode_workers(chars, char_start, heights, ends, nruns, geometry)
+    return ends, nruns, geometry
 
 
 @numba.njit(cache=True, inline="always")
-def _intersection(runs, a_start, a_count, b_start, b_count):
-    """Foreground pixels two masks' runs share: both walked once, boundary by boundary."""
-    ia = 0
-    ib = 0
-    a_end = runs[a_start] if a_count > 0 else 0  # where a's current run ends
-    b_end = runs[b_start] if b_count > 0 else 0
-    pos = 0
+def _disjoint(ga, gb):
+    """True when two masks certainly share no pixel: one is empty, or their boxes or spans part."""
+    return (ga[_AREA] == 0 or gb[_AREA] == 0 or ga[_LAST] <= gb[_FIRST] or gb[_LAST] <= ga[_FIRST]
+            or ga[_RIGHT] < gb[_LEFT] or gb[_RIGHT] < ga[_LEFT] or ga[_BOTTOM] < gb[_TOP] or gb[_BOTTOM] < ga[_TOP])
+
+
+@numba.njit(cache=True)
+def _intersection(ends, sa, na, sb, nb, ga, gb):
+    """Foreground pixels two masks share: their foreground runs (odd runs, [ends[k - 1], ends[k]))
+    merged as two sorted interval lists, over the positions where both have foreground only (each
+    list entered by binary search)."""
+    lo = max(ga[_FIRST], gb[_FIRST])
+    hi = min(ga[_LAST], gb[_LAST])
+    ka = np.searchsorted(ends[sa : sa + na], lo, side="right") | 1  # the first foreground run ending after lo
+    kb = np.searchsorted(ends[sb : sb + nb], lo, side="right") | 1
     inter = 0
-    while ia < a_count and ib < b_count:
-        nxt = min(a_end, b_end)
-        if ia % 2 == 1 and ib % 2 == 1:
-            inter += nxt - pos
-        pos = nxt
-        if a_end == nxt:
-            ia += 1
-            if ia < a_count:
-                a_end += runs[a_start + ia]
-        if b_end == nxt:
-            ib += 1
-            if ib < b_count:
-                b_end += runs[b_start + ib]
+    while ka < na and kb < nb:
+        a0 = ends[sa + ka - 1]
+        a1 = ends[sa + ka]
+        b0 = ends[sb + kb - 1]
+        b1 = ends[sb + kb]
+        if a0 >= hi or b0 >= hi:
+            break
+        inter += max(min(a1, b1) - max(a0, b0), 0)
+        a_first = a1 <= b1  # the interval that ends first is done with (branch-free: no pattern to predict)
+        ka += 2 * a_first
+        kb += 2 * (1 - a_first)
     return inter
 
 
 @numba.njit(cache=True, parallel=True)
-def rle_iou_kernel(runs, start_a, count_a, start_b, count_b, crowd, inter_out, iou_out):
-    """Pairwise intersections and pycocotools' IoU of masks a (N) and b (M), from their runs.
-
-    A pair whose foreground spans (first to last position) do not overlap shares nothing; crowd
-    regions of b divide by the area of a alone; a pair of empty masks, or a disjoint pair, gives 0
-    (pycocotools skips pairs whose boxes do not overlap).
-    """
-    n, m = len(start_a), len(start_b)
-    spans_b = np.zeros((m, 3), dtype=np.int64)
-    for j in range(m):
-        f, l_, ar = _fg_span(runs, start_b[j], count_b[j])
-        spans_b[j, 0], spans_b[j, 1], spans_b[j, 2] = f, l_, ar
+def rle_iou_kernel(ends, start, nruns, geometry, n, crowd, inter_out, iou_out):
+    """Pairwise intersections and pycocotools' IoU of masks 0..n-1 (a) against n.. (b), decoded by
+    ``decode_rles_kernel``. Crowd regions of b divide by the area of a alone; a pair that cannot
+    overlap (``_disjoint``) gives 0, as pycocotools skips pairs whose boxes do not overlap."""
+    m = len(crowd)
     for i in numba.prange(n):
-        fa, la, area_a = _fg_span(runs, start_a[i], count_a[i])
+        ga = geometry[i]
         for j in range(m):
-            if area_a == 0 or spans_b[j, 2] == 0 or la <= spans_b[j, 0] or spans_b[j, 1] <= fa:
+            gb = geometry[n + j]
+            if _disjoint(ga, gb):
                 continue
-            inter = _intersection(runs, start_a[i], count_a[i], start_b[j], count_b[j])
+            inter = _intersection(ends, start[i], nruns[i], start[n + j], nruns[n + j], ga, gb)
             inter_out[i, j] = inter
-            union = area_a if crowd[j] else area_a + spans_b[j, 2] - inter
+            union = ga[_AREA] if crowd[j] else ga[_AREA] + gb[_AREA] - inter
             iou_out[i, j] = inter / union
 
 
 @numba.njit(cache=True, parallel=True)
-def rle_counts_kernel(runs, start_a, count_a, start_b, count_b, inter_out, area_a_out, area_b_out):
-    """Element-wise: mask a[i] against b[i] -> their intersection and areas, from their runs."""
-    for i in numba.prange(len(start_a)):
-        fa, la, area_a = _fg_span(runs, start_a[i], count_a[i])
-        fb, lb, area_b = _fg_span(runs, start_b[i], count_b[i])
-        area_a_out[i] = area_a
-        area_b_out[i] = area_b
-        if area_a > 0 and area_b > 0 and la > fb and lb > fa:
-            inter_out[i] = _intersection(runs, start_a[i], count_a[i], start_b[i], count_b[i])
+def rle_counts_kernel(ends, start, nruns, geometry, inter_out, area_a_out, area_b_out):
+    """Element-wise: mask i against mask n + i (n = len(inter_out)) -> their intersection and areas."""
+    n = len(inter_out)
+    for i in numba.prange(n):
+        ga = geometry[i]
+        gb = geometry[n + i]
+        area_a_out[i] = ga[_AREA]
+        area_b_out[i] = gb[_AREA]
+        if not _disjoint(ga, gb):
+            inter_out[i] = _intersection(ends, start[i], nruns[i], start[n + i], nruns[n + i], ga, gb)
 
 
 @numba.njit(cache=True)

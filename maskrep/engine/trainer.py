@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import signal
 import time
@@ -93,8 +92,9 @@ def read_checkpoint(path: str) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:  # empty, truncated, not torch's, code
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # noqa: BLE001  empty, truncated, not torch's, code, or bytes the unpickler trips on
+        text = str(e).strip()
+        reason = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
         raise ValueError(f"{path}: not a readable checkpoint ({reason[:200]}); start afresh with --no-resume "
                          "or remove the file") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):

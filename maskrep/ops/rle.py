@@ -138,31 +138,33 @@ def rle_area(rle: dict) -> int:
 
 # ---- operations straight on RLE: no (N, H, W) masks in memory -------------------------------------
 
-def _pack_strings(rles: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Run lengths of compressed or uncompressed RLEs back to back: (runs, starts, counts, sizes (N, 2))."""
-    from .._kernels.numba_cpu import decode_counts_kernel
+def _decoded(rles: Sequence[dict], heights: np.ndarray):
+    """The runs of compressed or uncompressed RLEs, decoded in one kernel call:
+    ``(ends, starts, nruns, geometry)`` (``maskrep._kernels.numba_cpu.decode_rles_kernel``)."""
+    from .._kernels.numba_cpu import decode_rles_kernel
 
-    sizes = np.array([[int(v) for v in r["size"]] for r in rles], dtype=np.int64).reshape(-1, 2)
     strings = [r["counts"] for r in rles]
-    compressed = [i for i, c in enumerate(strings) if isinstance(c, (str, bytes))]
-    plain = [i for i, c in enumerate(strings) if not isinstance(c, (str, bytes))]
-    as_bytes = [strings[i].encode("ascii") if isinstance(strings[i], str) else strings[i] for i in compressed]
-    lengths = np.zeros(len(rles), dtype=np.int64)  # characters bound the runs: one run takes >= 1
-    lengths[compressed] = [len(b) for b in as_bytes]
-    lengths[plain] = [len(strings[i]) for i in plain]
-    starts = np.zeros(len(rles) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=starts[1:])
-    runs = np.zeros(int(starts[-1]), dtype=np.int64)
-    if compressed:
-        buf = np.frombuffer(b"".join(as_bytes), dtype=np.uint8)
-        char_start = np.zeros(len(compressed), dtype=np.int64)
-        np.cumsum([len(b) for b in as_bytes[:-1]], out=char_start[1:])
-        nruns = np.zeros(len(compressed), dtype=np.int64)
-        decode_counts_kernel(buf, char_start, lengths[compressed], runs, starts[compressed], nruns)
-        lengths[compressed] = nruns
-    for i in plain:
-        runs[starts[i] : starts[i + 1]] = np.asarray(strings[i], dtype=np.int64)
-    return runs, starts[:-1], lengths, sizes
+    try:
+        text = "".join(strings)  # the common case: every string already a str
+    except TypeError:
+        strings = [s.decode("ascii") if isinstance(s, bytes) else s if isinstance(s, str) else encode_counts(s)
+                   for s in strings]
+        text = "".join(strings)
+    char_start = np.zeros(len(strings) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, strings), dtype=np.int64, count=len(strings)), out=char_start[1:])
+    chars = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    ends, nruns, geometry = decode_rles_kernel(chars, char_start, heights)
+    return ends, char_start[:-1], nruns, geometry
+
+
+def _common_size(rles: Sequence[dict]) -> tuple[int, int]:
+    """The one (H, W) a list of RLEs shares; ValueError naming the sizes when they differ."""
+    first = rles[0]["size"]
+    if any(r["size"] != first for r in rles):  # equal lists compare fast; a mix of list / tuple lands here
+        sizes = {tuple(int(v) for v in r["size"]) for r in rles}
+        if len(sizes) > 1:
+            raise ValueError(f"the RLEs must share one size, got {sorted(sizes)}")
+    return int(first[0]), int(first[1])
 
 
 def rle_iou(rles1: Sequence[dict], rles2: Sequence[dict], iscrowd=None, *, backend: str = "auto"):
@@ -226,8 +228,9 @@ def rle_counts(rles1: Sequence[dict], rles2: Sequence[dict], *, backend: str = "
     if choose_backend(backend) == "numba":
         from .._kernels.numba_cpu import rle_counts_kernel
 
-        runs, starts, counts, _ = _pack_strings([*rles1, *rles2])
-        rle_counts_kernel(runs, starts[:n], counts[:n], starts[n:], counts[n:], inter, area1, area2)
+        heights = np.array([int(r["size"][0]) for r in rles1], dtype=np.int64)
+        ends, starts, nruns, geometry = _decoded([*rles1, *rles2], np.concatenate([heights, heights]))
+        rle_counts_kernel(ends, starts, nruns, geometry, inter, area1, area2)
         return inter, area1, area2
     for i, (a, b) in enumerate(zip(rles1, rles2)):
         ma, mb = rle_to_mask(a), rle_to_mask(b)
@@ -242,18 +245,19 @@ def _rle_pairs(rles1, rles2, iscrowd, backend):
     crowd = np.zeros(m, dtype=bool) if iscrowd is None else np.asarray(iscrowd, dtype=bool).reshape(-1)
     if len(crowd) != m:
         raise ValueError(f"iscrowd must have one flag per mask of rles2 ({m}), got {len(crowd)}")
-    sizes = {tuple(int(v) for v in r["size"]) for r in (*rles1, *rles2)}
-    if len(sizes) > 1:
-        raise ValueError(f"the RLEs must share one size, got {sorted(sizes)}")
     inter = np.zeros((n, m), dtype=np.int64)
     iou = np.zeros((n, m), dtype=np.float64)
+    if n == 0 and m == 0:
+        return inter, iou
+    both = [*rles1, *rles2]
+    h, _ = _common_size(both)
     if n == 0 or m == 0:
         return inter, iou
     if choose_backend(backend) == "numba":
         from .._kernels.numba_cpu import rle_iou_kernel
 
-        runs, starts, counts, _ = _pack_strings([*rles1, *rles2])
-        rle_iou_kernel(runs, starts[:n], counts[:n], starts[n:], counts[n:], crowd, inter, iou)
+        ends, starts, nruns, geometry = _decoded(both, np.full(n + m, h, dtype=np.int64))
+        rle_iou_kernel(ends, starts, nruns, geometry, n, crowd, inter, iou)
         return inter, iou
     a, b = rle_to_mask(list(rles1)), rle_to_mask(list(rles2))
     af, bf = a.reshape(n, -1).astype(np.float64), b.reshape(m, -1).astype(np.float64)

@@ -177,6 +177,41 @@ def test_rle_iou_equals_pycocotools(seed):
     assert rle_iou(a, [], backend="numba").shape == (9, 0)
 
 
+def test_rle_iou_small_objects_apart():
+    """Small objects scattered over a tall image, where most pairs are skipped by their boxes or
+    spans: rectangles, single pixels, runs that wrap from one column's foot to the next column's top,
+    objects in one column at different rows, bytes and str counts mixed; every pair as pycocotools
+    and the dense count give it."""
+    from maskrep.ops import rle_counts, rle_intersection, rle_iou
+
+    rng = np.random.default_rng(11)
+    h, w, n = 67, 41, 40
+    masks = np.zeros((n, h, w), dtype=bool)
+    for i in range(n):
+        y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+        kind = i % 4
+        if kind == 0:
+            masks[i, y : y + int(rng.integers(1, 9)), x : x + int(rng.integers(1, 9))] = True
+        elif kind == 1:
+            masks[i, y, x] = True
+        elif kind == 2:  # the foot of one column and the top of the next: one run across the wrap
+            masks[i, h - int(rng.integers(1, 5)) :, x] = True
+            masks[i, : int(rng.integers(1, 5)), min(x + 1, w - 1)] = True
+        else:  # two blobs in one column band, rows apart
+            masks[i, 2:5, x : x + 3] = True
+            masks[i, h - 6 : h - 3, x : x + 3] = True
+    coco = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+    ours = [r if i % 2 else {"size": r["size"], "counts": r["counts"].decode()} for i, r in enumerate(coco)]
+    crowd = rng.random(n) < 0.2
+    expected = np.asarray(mask_utils.iou(coco, coco, crowd.astype(np.uint8).tolist()))
+    assert np.array_equal(rle_iou(ours, ours, crowd, backend="numba"), expected)
+    inter = (masks.reshape(n, 1, -1) & masks.reshape(1, n, -1)).sum(-1)
+    assert np.array_equal(rle_intersection(ours, ours, backend="numba"), inter)
+    got = rle_counts(ours, ours[::-1], backend="numba")
+    assert np.array_equal(got[0], inter[np.arange(n), np.arange(n)[::-1]])
+    assert np.array_equal(got[1], masks.sum((1, 2))) and np.array_equal(got[2], masks[::-1].sum((1, 2)))
+
+
 def test_rle_iou_errors():
     from maskrep.ops import rle_iou
 
