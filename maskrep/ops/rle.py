@@ -303,8 +303,10 @@ def paste_masks_to_rle(mask_probs, boxes, image_size: tuple[int, int], *, thresh
     Returns
     -------
     list of length N of ``{"size": [H, W], "counts": str}``, byte for byte pycocotools' encoding of
-    :func:`maskrep.ops.paste_masks` (same taps, same arithmetic, same threshold). "numba" writes the
-    runs of the pixels each box can reach and nothing else; "reference" pastes densely and encodes.
+    :func:`maskrep.ops.paste_masks` (same taps, same arithmetic, same threshold). "numba" codes the
+    runs straight from the crop: a bilinear cell wholly above or below the threshold is one stretch
+    of each column, and only the pixels of cells the threshold crosses are computed (float32 maps are
+    widened, not copied); "reference" pastes densely and encodes.
 
     Examples
     --------
