@@ -422,12 +422,13 @@ def _emit(runs, slot, limit, count, start, current, p, bit):
 def _cell_classes(crop, threshold):
     """Each bilinear cell of a crop padded with zeros: 1 when every pixel it can give is >= threshold,
     0 when every one is below, 2 when the pixels must be computed. Cell [a, b] lies between crop rows
-    a - 1, a and columns b - 1, b (a, b = 0 .. S).
+    a - 1, a and columns b - 1, b (a, b = 0 .. S). Returns (classes (S + 1, S + 1) int8, above, below).
 
     A pasted value is a convex mix of the cell's four corners, computed with a few roundings: it lies
     within 1e-12 of the corners' range (relative to the crop's largest magnitude, far more than the
-    roundings can move it), so a cell whose corners all clear the threshold by that margin needs no
-    pixel computed. A crop holding NaN or inf has every cell computed.
+    roundings can move it), so values all >= ``above`` give pixels all on, values all < ``below``
+    pixels all off. A crop holding NaN or inf (where a zero weight times inf is NaN) has every cell
+    computed, and NaN margins that no value clears.
     """
     size = crop.shape[0]
     pad = np.zeros((size + 2, size + 2))
@@ -444,7 +445,7 @@ def _cell_classes(crop, threshold):
     out = np.empty((size + 1, size + 1), dtype=np.int8)
     if not finite:
         out[:] = 2
-        return out
+        return out, math.nan, math.nan
     above = threshold + 1e-12 * big  # a cell's smallest corner at least this: all pixels on
     below = threshold - 1e-12 * big  # its largest corner under this: all off
     lo = np.empty(size + 2)
@@ -458,7 +459,7 @@ def _cell_classes(crop, threshold):
             cell_lo = min(lo[b + 1], lo[b])
             cell_hi = max(hi[b + 1], hi[b])
             out[a, b] = 1 if cell_lo >= above else (0 if cell_hi < below else 2)
-    return out
+    return out, above, below
 
 
 @numba.njit(cache=True)
@@ -484,13 +485,7 @@ def _paste_runs(crop, x0, y0, x1, y1, height, width, threshold, runs, slot, limi
     if c_hi > c_lo and r_hi > r_lo:
         scale_x = size / (x1 - x0)
         scale_y = size / (y1 - y0)
-        cls = _cell_classes(crop, threshold)
-        big = 1.0
-        for a in range(size):
-            for b in range(size):
-                big = max(big, abs(crop[a, b]))
-        above = threshold + 1e-12 * big  # as in _cell_classes (a NaN crop has every cell computed)
-        below = threshold - 1e-12 * big
+        cls, above, below = _cell_classes(crop, threshold)
         # rows grouped by their upper crop row ry (-2: both taps outside the crop, exact zeros)
         nrow = r_hi - r_lo
         wy0 = np.empty(nrow)

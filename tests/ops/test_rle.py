@@ -106,14 +106,17 @@ def test_paste_to_rle_smooth_maps_at_the_threshold(dtype):
     probs[2] = 0.5
     probs[3, 5, 5] = np.nan
     probs[4, 2, 7] = np.inf
+    probs[8, 4:6, 4:6] = np.inf  # two crop rows of inf: 0 * inf is NaN where a weight is 0
     probs[5] *= 3.0  # values above 1
     probs[6] -= 0.25  # and below 0
     probs = probs.astype(dtype)
     boxes = np.array([[5.3, 2.2, 117.9, 88.4], [-20.0, -10.5, 60.7, 70.1], [40.2, 30.9, 200.0, 150.0]])
     boxes = np.concatenate([boxes, rng.uniform(0, 40, (n - 3, 2)) @ np.array([[1, 0, 1, 0], [0, 1, 0, 1.0]])
                             + rng.uniform(3, 80, (n - 3, 1)) * np.array([0, 0, 1.0, 1.3])])
+    boxes[8] = [0.5, 0.5, 0.5 + 2 * s, 0.5 + 2 * s]  # two pixels a cell: every other pixel has a weight of 0
     for threshold in (0.5, 0.3):
-        dense = paste_masks(probs, boxes, (h, w), threshold=threshold, backend="reference")
+        with np.errstate(invalid="ignore"):  # 0 * inf in the reference, meant
+            dense = paste_masks(probs, boxes, (h, w), threshold=threshold, backend="reference")
         got = paste_masks_to_rle(probs, boxes, (h, w), threshold=threshold, backend="numba")
         assert [r["counts"] for r in got] == _encode_dense(dense)
 
