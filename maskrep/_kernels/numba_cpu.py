@@ -680,7 +680,7 @@ def _decode_one(chars, pos, end, height, ends, base, geometry):
         x = np.int64(0)
         k = 0
         more = True
-        while more:
+        while more and pos < end:  # a string cut short ends its last run, never reads past it
             c = np.int64(chars[pos]) - 48
             x |= (c & 0x1F) << (5 * k)
             more = (c & 0x20) != 0
