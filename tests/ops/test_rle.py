@@ -115,9 +115,9 @@ def test_paste_to_rle_smooth_maps_at_the_threshold(dtype):
                             + rng.uniform(3, 80, (n - 3, 1)) * np.array([0, 0, 1.0, 1.3])])
     boxes[8] = [0.5, 0.5, 0.5 + 2 * s, 0.5 + 2 * s]  # two pixels a cell: every other pixel has a weight of 0
     for threshold in (0.5, 0.3):
-        with np.errstate(invalid="ignore"):  # 0 * inf in the reference, meant
+        with np.errstate(invalid="ignore"):  # 0 * inf, meant (numpy scalars when the JIT is off)
             dense = paste_masks(probs, boxes, (h, w), threshold=threshold, backend="reference")
-        got = paste_masks_to_rle(probs, boxes, (h, w), threshold=threshold, backend="numba")
+            got = paste_masks_to_rle(probs, boxes, (h, w), threshold=threshold, backend="numba")
         assert [r["counts"] for r in got] == _encode_dense(dense)
 
 
