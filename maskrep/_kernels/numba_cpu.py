@@ -272,15 +272,23 @@ def compose_units_kernel(u, s, v, eps, out):
 
 
 @numba.njit(cache=True, inline="always")
+def _cell_centre(i, stride):
+    """Image coordinate of the centre of cell i of a stride-s map: i s + s // 2 + 0.5 (the pixel the
+    cell stands for, :func:`maskrep.ops.resample.cell_centres`)."""
+    half = math.floor(stride / 2) + 0.5 if stride == math.floor(stride) else stride / 2
+    return i * stride + half
+
+
+@numba.njit(cache=True, inline="always")
 def _inside(pix, stride, lo, hi):
-    centre = (pix + 0.5) * stride
+    centre = _cell_centre(pix, stride)
     return lo <= centre < hi
 
 
 @numba.njit(cache=True, parallel=True)
 def embedding_coupling_kernel(pixel, inst, margins, boxes, stride, out):
     """EmbedMask inside boxes: out[n, r, c] = exp(-sum_d phi[n, d] (p[d, r, c] - q[n, d])^2) where the
-    cell centre ((c + .5) s, (r + .5) s) is in box n, else 0. pixel (D, H, W); inst, margins (N, D)."""
+    centre of cell (r, c) (:func:`_cell_centre`) is in box n, else 0. pixel (D, H, W); inst, margins (N, D)."""
     d_, h, w = pixel.shape
     n = inst.shape[0]
     for i in numba.prange(n):
@@ -389,12 +397,12 @@ def shape_saliency_kernel(shapes, saliency, boxes, stride, out):
             continue
         a = shapes[i]
         for r in range(h):
-            cy = (r + 0.5) * stride
+            cy = _cell_centre(r, stride)
             if not (y0 <= cy < y1):
                 continue
             ylo, yhi, ly = _box_tap(cy, y0, y1, s)
             for c in range(w):
-                cx = (c + 0.5) * stride
+                cx = _cell_centre(c, stride)
                 if not (x0 <= cx < x1):
                     continue
                 xlo, xhi, lx = _box_tap(cx, x0, x1, s)

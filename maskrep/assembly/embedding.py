@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .._array import as_tensor, np64
+from ..ops.resample import cell_centres
 from ._dispatch import from_kernel, image_groups, use_numba
 
 __all__ = ["PRIOR_MARGIN", "embedding_coupling", "margin_bias"]
@@ -22,9 +23,12 @@ def margin_bias(prior_margin: float = PRIOR_MARGIN) -> float:
 
 
 def box_cells(boxes: torch.Tensor, height: int, width: int, stride: float) -> torch.Tensor:
-    """(N, H, W) bool: cells whose centre ((c + .5) s, (r + .5) s) lies in [x0, x1) x [y0, y1)."""
-    ys = (torch.arange(height, device=boxes.device, dtype=boxes.dtype) + 0.5) * stride
-    xs = (torch.arange(width, device=boxes.device, dtype=boxes.dtype) + 0.5) * stride
+    """(N, H, W) bool: cells whose centre (c s + s // 2 + .5, r s + s // 2 + .5) lies in [x0, x1) x [y0, y1).
+
+    The centre is that of the pixel the cell stands for (:func:`maskrep.ops.resample.cell_centres`).
+    """
+    ys = cell_centres(height, stride, dtype=boxes.dtype, device=boxes.device)
+    xs = cell_centres(width, stride, dtype=boxes.dtype, device=boxes.device)
     iny = (ys[None] >= boxes[:, 1:2]) & (ys[None] < boxes[:, 3:4])  # (N, H)
     inx = (xs[None] >= boxes[:, 0:1]) & (xs[None] < boxes[:, 2:3])  # (N, W)
     return iny[:, :, None] & inx[:, None, :]
@@ -40,7 +44,7 @@ def embedding_coupling(pixel_embed, inst_embed, margins, im_inds=None, boxes=Non
     inst_embed : (N, D) instance embeddings q.
     margins : (N,) or (N, D) margins phi > 0 (a scalar margin applies to every dimension).
     im_inds : (N,) image of each instance (None: all in image 0).
-    boxes : optional (N, 4) xyxy image pixels; cells whose centre is outside get 0.
+    boxes : optional (N, 4) xyxy image pixels; cells whose centre (:func:`box_cells`) is outside get 0.
     stride : image pixels per map cell (for ``boxes``).
     chunk : instances per step of the torch path (memory: chunk x H x W).
     backend : "auto" | "reference" | "numba"; numba only for CPU inputs without gradient.

@@ -6,6 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from .._array import as_tensor, np64
+from ..ops.resample import cell_centres
 from ._dispatch import from_kernel, image_groups, use_numba
 from .embedding import box_cells
 
@@ -27,7 +28,8 @@ def shape_saliency(shapes, saliency, boxes, im_inds=None, *, stride: float = 4.0
     (N, H, W) probabilities on the saliency grid (the kind of ``saliency``).
 
     The resize samples the shape bilinearly at each cell centre in box-normalised coordinates,
-    ((c + .5) s - x0) / (x1 - x0) * S - 0.5, clamped to the shape's edge cells: what
+    (x_c - x0) / (x1 - x0) * S - 0.5 with x_c = c s + s // 2 + .5 (the centre of the pixel cell c
+    stands for, where the ground truth is sampled: :func:`maskrep.ops.resample.cell_centres`), clamped to the shape's edge cells: what
     ``F.interpolate(shape, box size, align_corners=False)`` followed by a crop does, for every
     instance at once. A cell is inside box n when its centre is in [x0, x1) x [y0, y1).
     """
@@ -52,8 +54,8 @@ def shape_saliency(shapes, saliency, boxes, im_inds=None, *, stride: float = 4.0
         return from_kernel(out, sal, was_numpy)
     dtype = torch.promote_types(sh.dtype, torch.float32)
     bxf = bx.to(dtype)
-    ys = (torch.arange(h, device=sh.device, dtype=dtype) + 0.5) * stride
-    xs = (torch.arange(w, device=sh.device, dtype=dtype) + 0.5) * stride
+    ys = cell_centres(h, stride, dtype=dtype, device=sh.device)
+    xs = cell_centres(w, stride, dtype=dtype, device=sh.device)
     gy = ((ys[None] - bxf[:, 1:2]) / (bxf[:, 3:4] - bxf[:, 1:2]) * s - 0.5).clamp(0, s - 1)  # (N, H)
     gx = ((xs[None] - bxf[:, 0:1]) / (bxf[:, 2:3] - bxf[:, 0:1]) * s - 0.5).clamp(0, s - 1)  # (N, W)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # (N, H, W, 2)

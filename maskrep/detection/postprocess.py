@@ -3,7 +3,8 @@
 Heads give each image's detections a :class:`maskrep.detection.heads.MaskMaps`: box-frame S x S maps
 (MEInst, CRMask, BlendMask, RefineMask) are pasted into the detections' boxes
 (:func:`maskrep.ops.paste_masks`, detectron2's rule); image-frame maps at a stride (EmbedMask,
-CenterMask) are resampled once, bilinearly, from the padded input grid to the original image.
+CenterMask) are up-sampled to the input as CondInst and EmbedMask's port do, then resized to the
+original image.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from ..ops.masks import paste_masks
+from ..ops.resample import aligned_bilinear
 from .heads.base import MaskMaps
 
 __all__ = ["masks_in_image", "rles_in_image", "scale_boxes"]
@@ -44,11 +46,11 @@ def masks_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_si
     Notes
     -----
     Box frame: the boxes are scaled to the original image and each map is pasted into its box at
-    that resolution (bilinear, zeros outside the crop, >= threshold). Image frame: each output
-    pixel's centre is mapped to the input, (Y + 0.5) h / H, then to the map,
-    y_in / stride - 0.5, and read bilinearly (edge values repeat past the last cell); one
-    resampling instead of the originals' up-sample, crop and resize, which agree with it up to
-    interpolation differences.
+    that resolution (bilinear, zeros outside the crop, >= threshold). Image frame: as CondInst and
+    EmbedMask's detectron2 port do, each map is up-sampled to the padded input with
+    :func:`maskrep.ops.aligned_bilinear` (cell i lands on pixel i s + s // 2, the pixel the training
+    targets sample), cropped to the unpadded input and resized bilinearly (``align_corners=False``)
+    to the original image; the port thresholds with > 0.5, maskrep with >= ``threshold``.
     """
     n = mask.maps.shape[0]
     big_h, big_w = output_size
@@ -59,18 +61,15 @@ def masks_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_si
     else:
         h, w = input_size
         maps = mask.maps.detach().float()
-        hm, wm = maps.shape[-2:]
-        ys = ((torch.arange(big_h, device=maps.device) + 0.5) * (h / big_h)) / mask.stride - 0.5  # map rows
-        xs = ((torch.arange(big_w, device=maps.device) + 0.5) * (w / big_w)) / mask.stride - 0.5
-        gy = (2 * ys + 1) / hm - 1  # align_corners=False normalisation
-        gx = (2 * xs + 1) / wm - 1
-        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # (H, W, 2) as (x, y)
         masks = np.zeros((n, big_h, big_w), dtype=bool)
         for s in range(0, n, chunk):
-            part = maps[s : s + chunk, None]  # (c, 1, H', W')
-            values = F.grid_sample(part, grid[None].expand(len(part), -1, -1, -1), mode="bilinear",
-                                   padding_mode="border", align_corners=False)[:, 0]
-            masks[s : s + chunk] = (values >= mask.threshold).cpu().numpy()
+            up = aligned_bilinear(maps[s : s + chunk], mask.stride)[:, :h, :w]  # (c, h, w) on the input
+            if up.shape[-2:] != (h, w):
+                raise ValueError(f"image-frame maps of shape {tuple(maps.shape[-2:])} at stride {mask.stride} do "
+                                 f"not cover the input of size {(h, w)}")
+            if (h, w) != (big_h, big_w):
+                up = F.interpolate(up[:, None], size=(big_h, big_w), mode="bilinear", align_corners=False)[:, 0]
+            masks[s : s + chunk] = (up >= mask.threshold).cpu().numpy()
     if flipped:
         masks = np.ascontiguousarray(masks[:, :, ::-1])
     return masks

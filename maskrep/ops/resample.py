@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["aligned_bilinear"]
+__all__ = ["aligned_bilinear", "cell_centres", "cell_offset"]
 
 
 def _axis_weights(n: int, factor: int, dtype, device) -> torch.Tensor:
@@ -45,3 +45,24 @@ def aligned_bilinear(x: torch.Tensor, factor: int) -> torch.Tensor:
     wy = _axis_weights(h, factor, x.dtype, x.device)  # (f H, H)
     wx = _axis_weights(w, factor, x.dtype, x.device)  # (f W, W)
     return torch.einsum("ph,...hw,qw->...pq", wy, x, wx)  # (..., f H, f W)
+
+
+def cell_offset(stride: int) -> int:
+    """The pixel a stride-``stride`` map cell stands for, in its block: cell i is pixel i s + s // 2.
+
+    The one grid convention of image-frame maps: ground truth is point-sampled there
+    (:meth:`maskrep.structures.InstanceMasks.to_bitmap`), :func:`aligned_bilinear` puts cell i there
+    when up-sampling, and a cell's centre in image coordinates is i s + s // 2 + 0.5
+    (:func:`cell_centres`).
+    """
+    return int(stride) // 2
+
+
+def cell_centres(n: int, stride, *, dtype=torch.float32, device=None) -> torch.Tensor:
+    """(n,) image coordinates of the centres of a stride-``stride`` map's cells: i s + s // 2 + 0.5.
+
+    >>> cell_centres(3, 4)
+    tensor([ 2.5000,  6.5000, 10.5000])
+    """
+    offset = int(stride) // 2 if float(stride).is_integer() else float(stride) / 2 - 0.5
+    return torch.arange(n, dtype=dtype, device=device) * stride + (offset + 0.5)
