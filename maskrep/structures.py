@@ -74,6 +74,14 @@ class InstanceMasks:
             raise ValueError(f"bitmaps must be (N, H, W) bool, got {m.dtype} {m.shape}")
         return cls(list(m), m.shape[1:])
 
+    @classmethod
+    def cat(cls, parts: Sequence[InstanceMasks]) -> InstanceMasks:
+        """The instances of several containers of one image, in order."""
+        sizes = {p.image_size for p in parts}
+        if len(sizes) > 1:
+            raise ValueError(f"cannot join masks of images of different sizes: {sorted(map(str, sizes))}")
+        return cls([item for p in parts for item in p._items], sizes.pop() if sizes else None)
+
     # ---- the container -----------------------------------------------------------------------------
 
     def __len__(self) -> int:

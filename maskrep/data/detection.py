@@ -59,7 +59,11 @@ class DetectionDataset(torch.utils.data.Dataset):
     max_size : cap on the longer side.
     flip_prob : probability of a horizontal flip (0 for evaluation).
     with_masks : also return ``masks``, the instances' :class:`maskrep.structures.InstanceMasks`
-        in the resized (and flipped) frame: polygons mapped exactly, bitmaps by nearest neighbour.
+        in the resized (and flipped) frame (polygons mapped exactly, bitmaps by nearest neighbour),
+        and ``crowd``, the image's crowd regions in the same frame: a dict with ``masks``
+        (InstanceMasks), ``labels`` (C,) and ``after`` (C,), the number of instances that precede
+        each region in the annotation file (for targets that paint every region in file order).
+        Crowd regions are never instances: no box, no label in ``boxes`` / ``labels``.
     filter_empty : drop images without (non-crowd) instances, as training does.
     num_images : keep only the first ``num_images`` images (after filtering), in file order.
 
@@ -72,8 +76,15 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __init__(self, annotations, image_dir, *, min_size: int | Sequence[int] = 800, max_size: int = 1333,
                  flip_prob: float = 0.0, with_masks: bool = False, filter_empty: bool = False,
                  num_images: int | None = None, on_error: str = "raise"):
-        self.coco = CocoInstances(annotations, image_dir=image_dir, on_error=on_error)
-        per_image = list(self.coco.by_image())
+        self.coco = CocoInstances(annotations, image_dir=image_dir, on_error=on_error, skip_crowd=False)
+        per_image, self.crowds = [], {}
+        for image, all_insts in self.coco.by_image():
+            insts = [i for i in all_insts if not i.iscrowd]
+            # each crowd region with the count of instances before it in the file (annotation order)
+            crowds = [(sum(not j.iscrowd for j in all_insts[:k]), i) for k, i in enumerate(all_insts) if i.iscrowd]
+            if crowds:
+                self.crowds[image["id"]] = crowds
+            per_image.append((image, insts))
         if filter_empty:
             per_image = [(im, insts) for im, insts in per_image if insts]
         if num_images is not None:
@@ -136,6 +147,13 @@ class DetectionDataset(torch.utils.data.Dataset):
         }
         if self.with_masks:
             item["masks"] = InstanceMasks.from_instances(insts, (big_h, big_w)).transform((sy, sx), (h, w), flip=flip)
+            crowds = self.crowds.get(image_rec["id"], [])
+            item["crowd"] = {
+                "masks": InstanceMasks.from_instances([c for _, c in crowds], (big_h, big_w)).transform(
+                    (sy, sx), (h, w), flip=flip),
+                "labels": torch.tensor([c.label for _, c in crowds], dtype=torch.long),
+                "after": torch.tensor([k for k, _ in crowds], dtype=torch.long),
+            }
         return item
 
 

@@ -133,3 +133,68 @@ def test_crmask_reg_mode_by_hand():
     head.predict({"codes": codes}, dets)
     expected = compose_units(u[2:], torch.relu(s_raw[2:]) ** 2, v[2:])[0]  # s = ReLU(x)^2, unclamped
     torch.testing.assert_close(dets[1]["mask"].maps[0], expected)
+
+
+def _crowd_coco(tmp_path):
+    """A 64 x 64 image: instance A (class 1), then a crowd region (class 2) overlapping it, then
+    instance B (class 0) overlapping the crowd region."""
+    import json
+
+    import pycocotools.mask as mask_utils
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(tmp_path / "a.jpg")
+    crowd = np.zeros((64, 64), bool)
+    crowd[8:40, 24:56] = True
+    flat = crowd.flatten(order="F")
+    runs = np.diff(np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])).tolist()
+    uncompressed = {"size": [64, 64], "counts": ([0] if flat[0] else []) + runs}  # iscrowd's uncompressed RLE
+    assert (mask_utils.decode(mask_utils.frPyObjects(uncompressed, 64, 64)) == crowd).all()
+    square = lambda x0, y0, x1, y1: [[x0, y0, x1, y0, x1, y1, x0, y1]]  # noqa: E731
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "height": 64, "width": 64}],
+           "categories": [{"id": 5, "name": "c0"}, {"id": 6, "name": "c1"}, {"id": 7, "name": "c2"}],
+           "annotations": [
+               {"id": 1, "image_id": 1, "category_id": 6, "segmentation": square(0, 0, 32, 32), "bbox": [0, 0, 32, 32],
+                "area": 1024, "iscrowd": 0},
+               {"id": 2, "image_id": 1, "category_id": 7, "segmentation": uncompressed, "bbox": [24, 8, 32, 32],
+                "area": int(crowd.sum()), "iscrowd": 1},
+               {"id": 3, "image_id": 1, "category_id": 5, "segmentation": square(40, 32, 64, 64),
+                "bbox": [40, 32, 24, 32], "area": 768, "iscrowd": 0}]}
+    path = tmp_path / "crowd.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_blendmask_semantic_target_labels_crowd_regions_in_file_order(tmp_path):
+    from maskrep.data.detection import DetectionDataset, collate
+    from maskrep.detection.heads import BlendMaskHead
+
+    ds = DetectionDataset(_crowd_coco(tmp_path), tmp_path, min_size=64, max_size=64, with_masks=True)
+    item = ds[0]
+    assert item["labels"].tolist() == [1, 0]  # the crowd region is no instance
+    assert item["crowd"]["labels"].tolist() == [2] and item["crowd"]["after"].tolist() == [1]
+    _, targets = collate([item])
+    sem = BlendMaskHead.semantic_target(targets, [t["masks"] for t in targets], (64, 64), (8, 8))[0]
+    # pixel (8r, 8c): A is rows/cols < 32, crowd rows 8-39 x cols 24-55 over A, B rows >= 32, cols >= 40 over both
+    assert sem[0, 0] == 2  # A alone
+    assert sem[1, 3] == 3  # crowd over A (painted after it)
+    assert sem[1, 5] == 3  # crowd alone
+    assert sem[4, 5] == 1  # B over the crowd (B comes after it in the file)
+    assert sem[7, 1] == 0  # background
+    assert (sem == 3).sum() == 16 - 2  # rows 1-4 x cols 3-6, less the two cells of B
+
+
+
+def test_blendmask_semantic_head_norm_is_batchnorm_unless_asked():
+    from torch import nn
+
+    from maskrep.detection.heads import BlendMaskHead
+
+    def norms(head):
+        return {type(m) for m in head.basis.seg_head.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))}
+
+    assert norms(BlendMaskHead(in_channels=32, num_classes=3, basis_channels=32)) == {nn.BatchNorm2d}
+    assert norms(BlendMaskHead(in_channels=32, num_classes=3, basis_channels=32, semantic_norm="GN")) == {nn.GroupNorm}
+    # the tower keeps its own norm
+    head = BlendMaskHead(in_channels=32, num_classes=3, basis_channels=32)
+    assert any(isinstance(m, nn.GroupNorm) for m in head.basis.tower.modules())

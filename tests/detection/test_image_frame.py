@@ -95,7 +95,7 @@ def test_stride4_ground_truth_pasted_back_keeps_its_centroid():
 
 @pytest.mark.realdata
 def test_stride4_coco_ground_truth_pasted_back_keeps_its_centroid(coco_val):
-    data, instances = coco_val
+    _, instances = coco_val
     by_image: dict = {}
     for inst in instances:
         if inst.area >= 400:

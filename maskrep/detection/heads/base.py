@@ -27,7 +27,7 @@ from torch import nn
 from ...structures import InstanceMasks
 from ..fcos import FCOSOutput, Positives, gather_levels
 
-__all__ = ["MaskHead", "MaskMaps", "gt_masks_of"]
+__all__ = ["MaskHead", "MaskMaps", "gt_masks_of", "thing_regions"]
 
 
 @dataclass
@@ -64,6 +64,23 @@ def gt_masks_of(targets: list[dict], who: str) -> list[InstanceMasks]:
         if len(m) != len(t["boxes"]):
             raise ValueError(f"{who}: an image has {len(t['boxes'])} boxes but {len(m)} masks")
     return masks
+
+
+def thing_regions(target: dict, masks: InstanceMasks) -> tuple[InstanceMasks, torch.Tensor]:
+    """One image's instances and crowd regions (``target["crowd"]``, when the dataset gives it) in
+    the order of the annotation file, with their labels (G + C,): what a "thing" semantic map is
+    painted from, later regions over earlier ones."""
+    labels = target["labels"].cpu()
+    crowd = target.get("crowd")
+    if not crowd or not len(crowd["masks"]):
+        return masks, labels
+    after = crowd["after"].tolist()
+    # instance j gets slot j + (crowds before it); crowd c gets slot after[c] + c
+    order = sorted(range(len(masks) + len(after)),
+                   key=lambda k: (k, 1) if k < len(masks) else (after[k - len(masks)], 0))
+    joined = InstanceMasks.cat([masks, crowd["masks"]])
+    all_labels = torch.cat([labels, crowd["labels"].cpu()])
+    return joined[order], all_labels[order]
 
 
 class MaskHead(nn.Module):

@@ -12,7 +12,7 @@ from ...ops.roi import roi_align
 from ...structures import crop_batch
 from ..backbone import make_norm
 from ..fcos import FCOSOutput, Positives
-from .base import MaskHead, MaskMaps, gt_masks_of
+from .base import MaskHead, MaskMaps, gt_masks_of, thing_regions
 
 __all__ = ["BasisModule", "BlendMaskHead"]
 
@@ -32,12 +32,14 @@ class BasisModule(nn.Module):
 
     Each level is refined by a 3x3 conv to ``channels``; P4 and P5 are up-sampled bilinearly to P3
     and summed; ``num_convs`` more convs, x2 bilinear up-sampling, one conv, and a 1x1 conv to
-    ``num_bases`` linear outputs. The semantic head: 2 convs on P3 and a 1x1 conv to
-    ``num_classes + 1`` logits (background first).
+    ``num_bases`` linear outputs. The semantic head: 2 convs on P3 normalised by ``semantic_norm``
+    (BlendMask: BatchNorm, whatever the tower uses) and a 1x1 conv to ``num_classes + 1`` logits
+    (background first).
     """
 
     def __init__(self, in_channels: int, *, num_bases: int = 4, channels: int = 128, num_convs: int = 3,
-                 norm: str | None = "GN", num_classes: int | None = None, num_levels: int = 3):
+                 norm: str | None = "GN", num_classes: int | None = None, num_levels: int = 3,
+                 semantic_norm: str | None = "BN"):
         super().__init__()
         self.refine = nn.ModuleList(_conv_norm_relu(in_channels, channels, norm) for _ in range(num_levels))
         tower = [_conv_norm_relu(channels, channels, norm) for _ in range(num_convs)]
@@ -46,8 +48,8 @@ class BasisModule(nn.Module):
         self.tower = nn.Sequential(*tower)
         self.seg_head = None
         if num_classes is not None:
-            self.seg_head = nn.Sequential(_conv_norm_relu(in_channels, channels, norm),
-                                          _conv_norm_relu(channels, channels, norm),
+            self.seg_head = nn.Sequential(_conv_norm_relu(in_channels, channels, semantic_norm),
+                                          _conv_norm_relu(channels, channels, semantic_norm),
                                           nn.Conv2d(channels, num_classes + 1, 1))
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -76,6 +78,8 @@ class BlendMaskHead(MaskHead):
     basis_channels, basis_convs, norm : the bottom module (128 channels, 3 convs). BlendMask
         normalises with SyncBN, which needs several processes; GroupNorm is the default here, and
         "BN" is BlendMask's choice on one process.
+    semantic_norm : the semantic head's norm, "BN" as BlendMask's (whatever ``norm`` is); "GN"
+        or None on request.
     mask_weight : weight of ``loss_mask`` (BlendMask's ``INSTANCE_LOSS_WEIGHT``, 1.0).
     semantic_weight : weight of ``loss_semantic`` (0.3, ``BASIS_MODULE.LOSS_WEIGHT``).
 
@@ -84,10 +88,9 @@ class BlendMaskHead(MaskHead):
     Training: every FCOS positive uses its GT box; the bases are RoIAligned (aligned, one sample per
     bin, scale 1/4) once per GT box and indexed by the positives' GTs; ``loss_mask`` = Σ_i c_i
     mean_p BCE(m_ip, y_ip) / loss_denorm against the GT crop at R x R. The semantic target is the
-    instances' class map (0 = background, class + 1 where an instance covers the pixel, later
-    instances over earlier ones), sampled every 8 pixels as BlendMask's nearest-neighbour
-    down-sampling does, built from the batch's instance masks (BlendMask reads maps prepared by a
-    separate script); ``loss_semantic`` is its cross-entropy. Inference: the detections' boxes,
+    thing class map (0 = background, class + 1 where an instance or a crowd region covers the
+    pixel, later annotations over earlier ones in the file's order), sampled every 8 pixels as
+    BlendMask's nearest-neighbour down-sampling does; ``loss_semantic`` is its cross-entropy. Inference: the detections' boxes,
     sigmoid of the blended logits, pasted into the boxes. BlendMask's configurations set FCOS to
     threshold on cls x ctr and drop the per-level scales.
     """
@@ -97,7 +100,7 @@ class BlendMaskHead(MaskHead):
     def __init__(self, *, in_channels: int = 256, num_classes: int | None = None, num_bases: int = 4,
                  attn_size: int = 14, resolution: int = 56, attention: str = "blendmask", rank: int = 3,
                  basis_channels: int = 128, basis_convs: int = 3, norm: str | None = "GN",
-                 mask_weight: float = 1.0, semantic_weight: float = 0.3):
+                 semantic_norm: str | None = "BN", mask_weight: float = 1.0, semantic_weight: float = 0.3):
         super().__init__()
         if attention not in ("blendmask", "crmask"):
             raise ValueError(f"attention must be 'blendmask' or 'crmask', got {attention!r}")
@@ -105,7 +108,8 @@ class BlendMaskHead(MaskHead):
         self.attention, self.rank = attention, rank
         self.mask_weight, self.semantic_weight = float(mask_weight), float(semantic_weight)
         self.basis = BasisModule(in_channels, num_bases=num_bases, channels=basis_channels, num_convs=basis_convs,
-                                 norm=norm, num_classes=num_classes if semantic_weight > 0 else None)
+                                 norm=norm, num_classes=num_classes if semantic_weight > 0 else None,
+                                 semantic_norm=semantic_norm)
         k, m = num_bases, attn_size
         channels = k * m * m if attention == "blendmask" else k * (2 * m * rank + rank)
         self.top_layer = nn.Conv2d(in_channels, channels, 3, 1, 1)
@@ -143,14 +147,24 @@ class BlendMaskHead(MaskHead):
             losses["loss_mask"] = self.weighted_mean(per, positives, self.mask_weight)
         if head_out["semantic"] is not None:
             sem = head_out["semantic"]  # (B, C + 1, H/8, W/8)
-            target = torch.zeros(sem.shape[0], *sem.shape[-2:], dtype=torch.long)
-            for i, (t, m) in enumerate(zip(targets, masks)):
-                stride = head_out["padded_size"][0] // sem.shape[-2]
-                bitmaps = torch.from_numpy(m.to_bitmap(stride, head_out["padded_size"], offset=0))
-                for mask, label in zip(bitmaps, t["labels"].cpu()):  # later instances over earlier ones
-                    target[i][mask] = int(label) + 1
+            target = self.semantic_target(targets, masks, head_out["padded_size"], tuple(sem.shape[-2:]))
             losses["loss_semantic"] = self.semantic_weight * F.cross_entropy(sem, target.to(sem.device))
         return losses
+
+    @staticmethod
+    def semantic_target(targets: list[dict], masks: list, padded_size: tuple[int, int],
+                        shape: tuple[int, int]) -> torch.Tensor:
+        """(B, H', W') int64 thing class map of the batch: 0 = background, label + 1 where an instance
+        or a crowd region covers the pixel (later annotations over earlier ones, the file's order),
+        sampled every ``Hp / H'`` pixels from the top-left pixel (nearest-neighbour down-sampling)."""
+        target = torch.zeros(len(targets), *shape, dtype=torch.long)
+        stride = padded_size[0] // shape[0]
+        for i, (t, m) in enumerate(zip(targets, masks)):
+            regions, labels = thing_regions(t, m)
+            bitmaps = torch.from_numpy(regions.to_bitmap(stride, padded_size, offset=0))
+            for mask, label in zip(bitmaps, labels):
+                target[i][mask] = int(label) + 1
+        return target
 
     @torch.no_grad()
     def predict(self, head_out: dict, detections: list[dict]) -> None:
