@@ -150,7 +150,7 @@ def _crowd_coco(tmp_path):
     runs = np.diff(np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])).tolist()
     uncompressed = {"size": [64, 64], "counts": ([0] if flat[0] else []) + runs}  # iscrowd's uncompressed RLE
     assert (mask_utils.decode(mask_utils.frPyObjects(uncompressed, 64, 64)) == crowd).all()
-    square = lambda x0, y0, x1, y1: [[x0, y0, x1, y0, x1, y1, x0, y1]]  # noqa: E731
+    square = lambda x0, y0, x1, y1: [[x0, y0, x1, y0, x1, y1, x0, y1]]
     doc = {"images": [{"id": 1, "file_name": "a.jpg", "height": 64, "width": 64}],
            "categories": [{"id": 5, "name": "c0"}, {"id": 6, "name": "c1"}, {"id": 7, "name": "c2"}],
            "annotations": [
