@@ -63,9 +63,8 @@ def _cmd_fit(args) -> int:
     insts = _instances(args)
     if not insts:
         raise ValueError(f"{args.annotations}: no instances to fit on (after the filters)")
-    if args.codec == "learned":  # resumable: rerunning the same command continues an interrupted fit
-        codec.training_checkpoint = args.out + ".training.pt"
-    fit_codec(codec, insts)
+    # a codec that keeps a training state resumes an interrupted fit when the same command is rerun
+    fit_codec(codec, insts, checkpoint=args.out + ".training.pt")
     if is_main():
         codec.save(args.out)
         print(f"saved {codec!r} to {args.out}")

@@ -62,3 +62,72 @@ def test_imports_point_backwards():
             if STAGES[_part(target)] > own:
                 wrong.append(f"{module}:{line} imports {target}")
     assert not wrong, "imports against the data flow:\n" + "\n".join(wrong)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """module -> the maskrep modules it imports, at the top or inside a function alike. ``from P import
+    name`` counts as an import of the submodule P.name when there is one, else of P."""
+    files = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        files[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = path
+    graph = {}
+    for module, path in files.items():
+        edges = set()
+        tree = ast.parse(path.read_text())
+        package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - node.level + 1]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                if not target.startswith("maskrep"):
+                    continue
+                subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in files]
+                edges.update(subs)
+                if len(subs) < len(node.names):
+                    edges.add(target)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name.startswith("maskrep"))
+        graph[module] = {e for e in edges if e in files and e != module}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_lazy_imports_counted():
+    cycles = _cycles(_module_graph())
+    assert not cycles, "modules that import each other (directly or through others):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles)

@@ -1,9 +1,10 @@
 """Mask codecs: (N, S, S) bool crops <-> (N, D) codes. Every built-in codec is registered here."""
 
-from .base import CODECS, CodecModule, MaskCodec, get_codec, list_codecs, load, register_codec
+from .base import CAPABILITIES, CODECS, CodecModule, MaskCodec, get_codec, list_codecs, register_codec
 from .bitmap import BitmapCodec
 from .contour import ContourCodec, PolarCodec
 from .dct import DCTCodec
+from .files import load
 from .learned import LearnedCodec
 from .pca import PCACodec
 from .svd import SVDCodec, compose_units
@@ -17,6 +18,7 @@ register_codec("polar", PolarCodec)
 register_codec("svd", SVDCodec)
 
 __all__ = [
+    "CAPABILITIES",
     "CODECS",
     "BitmapCodec",
     "CodecModule",

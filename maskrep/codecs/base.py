@@ -1,7 +1,7 @@
 """The codec contract and its registry.
 
 A codec turns (N, S, S) bool box-frame masks into (N, D) float32 codes and back into (N, S, S)
-probabilities in [0, 1] (threshold at 0.5 is the caller's step). Each codec's arithmetic lives in
+probabilities in [0, 1] (thresholding, at :data:`maskrep.ops.MASK_THRESHOLD`, is the caller's step). Each codec's arithmetic lives in
 one torch ``nn.Module`` (``codec.module()``): fitted arrays are buffers and decoding is
 differentiable, so a detector head imports the same module; the numpy-facing ``encode``/``decode``
 call it under ``no_grad`` and return the kind they were given (numpy, or a tensor on its device).
@@ -20,11 +20,18 @@ from torch import nn
 
 from .._array import is_tensor
 from .._io import atomic_write
+from ..ops.masks import MASK_THRESHOLD
 
-__all__ = ["CODECS", "CodecModule", "MaskCodec", "get_codec", "list_codecs", "load", "read_npz", "register_codec"]
+__all__ = ["CAPABILITIES", "CODECS", "CodecModule", "MaskCodec", "get_codec", "list_codecs", "read_npz", "register_codec"]
 
 #: masks a fit handles at once when given one array (memory stays O(FIT_CHUNK * S * S)).
 FIT_CHUNK = 65536
+
+#: What a codec may declare in ``capabilities`` beyond the contract:
+#: "jitter": ``encode_jittered(masks, rng)`` and its module's ``jittered_targets(masks, generator)``
+#: (MEInst's noisy logit targets); "resume": ``fit(..., checkpoint=path)`` keeps a training state
+#: there and resumes from it.
+CAPABILITIES = ("jitter", "resume")
 
 #: name -> codec class. Filled explicitly in ``maskrep/codecs/__init__.py``.
 CODECS: dict[str, type] = {}
@@ -62,34 +69,6 @@ def check_int(name: str, value, low: int, high: int | None = None) -> int:
             low <= value and (high is None or value <= high)):
         raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
     return int(value)
-
-
-def load(path: str | os.PathLike) -> MaskCodec:
-    """Load a codec saved with ``codec.save(path)``, or an AdelaiDet PCA matrix file (MEInst's
-    four arrays, no maskrep header: see :meth:`maskrep.codecs.PCACodec.load_adelaidet`).
-
-    Raises ValueError naming the file and what is wrong with it: not an ``.npz``, a header that is
-    not a codec description, missing or non-finite arrays.
-    """
-    path = os.fspath(path)
-    header, arrays = read_npz(path)
-    if header is None:
-        if {"components_c", "mean_c", "explained_variance_c"} <= set(arrays):
-            from .pca import PCACodec
-
-            return PCACodec.load_adelaidet(path)
-        raise ValueError(f"{path}: neither a maskrep codec (no 'maskrep_codec' header) nor an AdelaiDet PCA "
-                         f"file (arrays {sorted(arrays)})")
-    try:
-        name, params = header["name"], dict(header["params"])
-    except (KeyError, TypeError):
-        raise ValueError(f"{path}: the maskrep_codec header must hold 'name' and 'params', got {header!r}") from None
-    try:
-        codec = get_codec(name, **params)
-        codec.load_state_dict(arrays)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
-    return codec
 
 
 def read_npz(path: str) -> tuple[dict | None, dict[str, np.ndarray]]:
@@ -140,7 +119,7 @@ class CodecModule(nn.Module):
         return self.activate(self.decode_logits(codes))
 
     def paste_maps(self, codes: torch.Tensor) -> torch.Tensor:
-        """(N, D) -> (N, S, S) the maps a detector pastes into the image and thresholds at 0.5:
+        """(N, D) -> (N, S, S) the maps a detector pastes into the image and thresholds:
         the probabilities, unless the method pastes other values (CRMask 'reg')."""
         return self(codes)
 
@@ -153,6 +132,8 @@ class MaskCodec:
 
     name: str = ""
     needs_fit: bool = False
+    #: the optional abilities this codec has (a subset of :data:`CAPABILITIES`)
+    capabilities: frozenset = frozenset()
 
     def __init__(self, *, mask_size: int, **params):
         self.mask_size = check_int("mask_size", mask_size, 1)
@@ -178,17 +159,24 @@ class MaskCodec:
     def is_fitted(self) -> bool:
         return not self.needs_fit or bool(self._state)
 
-    def fit(self, masks, *, progress: Callable | None = None) -> MaskCodec:
+    def fit(self, masks, *, progress: Callable | None = None, checkpoint: str | None = None) -> MaskCodec:
         """Learn the codec's arrays from (N, S, S) bool masks, or an iterable of such chunks.
 
-        ``progress(n)`` is called with the count of masks of each chunk consumed.
+        ``progress(n)`` is called with the count of masks of each chunk consumed. ``checkpoint``: a
+        file for the training state of a codec with the "resume" capability (written as it trains,
+        resumed from when present, removed when the fit completes).
         """
+        extra = {}
+        if checkpoint is not None:
+            if "resume" not in self.capabilities:
+                raise ValueError(f"codec {self.name!r} fits in one pass and keeps no training state (checkpoint)")
+            extra["checkpoint"] = os.fspath(checkpoint)
         if isinstance(masks, np.ndarray) or is_tensor(masks):  # one big array: streamed in slices
             chunks: Iterable = (masks[i : i + FIT_CHUNK] for i in range(0, max(len(masks), 1), FIT_CHUNK))
         else:
             chunks = masks
         checked = (self._check_masks(np.asarray(c.cpu() if is_tensor(c) else c)) for c in chunks)
-        self._state = {k: np.ascontiguousarray(v) for k, v in self._fit(checked, progress).items()}
+        self._state = {k: np.ascontiguousarray(v) for k, v in self._fit(checked, progress, **extra).items()}
         self._module = None
         return self
 
@@ -209,11 +197,11 @@ class MaskCodec:
         return self._run(codes, "decode")
 
     def paste_maps(self, codes):
-        """(N, D) codes -> (N, S, S) float32 maps to paste and threshold at 0.5 (see
+        """(N, D) codes -> (N, S, S) float32 maps to paste and threshold (see
         :meth:`CodecModule.paste_maps`), the same kind as ``codes``."""
         return self._run(codes, "paste")
 
-    def paste_rle(self, codes, boxes, image_size: tuple[int, int], *, threshold: float = 0.5) -> list[dict]:
+    def paste_rle(self, codes, boxes, image_size: tuple[int, int], *, threshold: float = MASK_THRESHOLD) -> list[dict]:
         """(N, D) codes decoded into their (N, 4) boxes at image resolution, as N COCO RLEs.
 
         By default the S x S maps of :meth:`paste_maps` pasted bilinearly and thresholded

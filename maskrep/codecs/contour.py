@@ -30,6 +30,7 @@ import torch
 from .._array import to_numpy
 from .._kernels import choose_backend
 from ..ops.contours import outer_contours
+from ..ops.masks import MASK_THRESHOLD
 from .base import CodecModule, MaskCodec, check_int
 
 __all__ = ["ContourCodec", "PolarCodec", "polygon_logits", "simplify_polygon"]
@@ -238,7 +239,7 @@ class ContourCodecBase(MaskCodec):
             raise ValueError(f"codes must be (N, {self.code_length}), got shape {tuple(t.shape)}")
         return self.polygons_torch(t).numpy()
 
-    def paste_rle(self, codes, boxes, image_size: tuple[int, int], *, threshold: float = 0.5) -> list[dict]:
+    def paste_rle(self, codes, boxes, image_size: tuple[int, int], *, threshold: float = MASK_THRESHOLD) -> list[dict]:
         """The decoded polygons filled straight into the full image (pycocotools' polygon rule), as
         COCO RLEs; no S x S map is resampled. ``threshold`` is not used (a polygon has no values)."""
         from ..ops.rle import polygons_to_rle

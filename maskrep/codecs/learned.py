@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .._io import atomic_write
+from ..ops.masks import binarize
 from .base import CodecModule, MaskCodec, check_int
 
 __all__ = ["LearnedCodec", "LearnedModule"]
@@ -91,7 +92,7 @@ def _augment(masks: torch.Tensor, gen: torch.Generator, shift: float) -> torch.T
     theta[:, 0, 0], theta[:, 1, 1] = scale[:, 0], scale[:, 1]
     theta[:, :, 2] = move
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest", align_corners=False)[:, 0] > 0.5
+    return binarize(F.grid_sample(x, grid, mode="nearest", align_corners=False)[:, 0])
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -121,12 +122,10 @@ class LearnedCodec(MaskCodec):
     seed : int
         Seeds the initial weights, the batch order and the augmentation: a fit is repeatable.
 
-    Attributes
-    ----------
-    training_checkpoint : str or None
-        When set, :meth:`fit` writes its training state there after every epoch (atomically) and, when
-        the file exists and belongs to the same settings and masks, resumes from it. Removed after a
-        completed fit. ``maskrep fit learned --out F`` uses ``F.training.pt``.
+    Capabilities: "resume": ``fit(masks, checkpoint=path)`` writes the training state to ``path``
+    after every epoch (atomically) and, when the file exists and belongs to the same settings and
+    masks, resumes from it; removed after a completed fit. ``maskrep fit learned --out F`` uses
+    ``F.training.pt``.
 
     Examples
     --------
@@ -139,6 +138,7 @@ class LearnedCodec(MaskCodec):
 
     name = "learned"
     needs_fit = True
+    capabilities = frozenset({"resume"})
 
     def __init__(self, *, mask_size: int = 64, dim: int = 60, width: int = 16, epochs: int = 60,
                  batch_size: int = 64, lr: float = 2e-3, shift: float = 0.06, seed: int = 0):
@@ -156,7 +156,6 @@ class LearnedCodec(MaskCodec):
                          lr=float(lr), shift=float(shift), seed=seed)
         self.dim, self.width, self.epochs, self.batch_size = dim, width, epochs, batch_size
         self.lr, self.shift, self.seed = float(lr), float(shift), seed
-        self.training_checkpoint: str | None = None
         self.history: list[float] = []  # mean training loss per epoch of the last fit
 
     @property
@@ -185,7 +184,8 @@ class LearnedCodec(MaskCodec):
 
     # ---- fitting --------------------------------------------------------------------------------------
 
-    def _fit(self, chunks: Iterable[np.ndarray], progress: Callable | None) -> dict[str, np.ndarray]:
+    def _fit(self, chunks: Iterable[np.ndarray], progress: Callable | None,
+             checkpoint: str | None = None) -> dict[str, np.ndarray]:
         from tqdm import tqdm
 
         from ..distributed import get_world_size
@@ -212,7 +212,7 @@ class LearnedCodec(MaskCodec):
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda k: (k + 1) / warmup if k < warmup else 0.5 * (1 + math.cos(math.pi * (k - warmup) / max(total - warmup, 1))))
         start_epoch, history = 0, []
-        resumed = self._resume(net, opt, sched, gen, fingerprint)
+        resumed = self._resume(checkpoint, net, opt, sched, gen, fingerprint)
         if resumed is not None:
             start_epoch, history = resumed
         with tqdm(total=total, initial=start_epoch * steps_per_epoch, desc="train learned codec", unit="step",
@@ -234,21 +234,21 @@ class LearnedCodec(MaskCodec):
                     bar.update(1)
                 history.append(running / steps_per_epoch)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4f}")
-                if self.training_checkpoint:
-                    self._save_checkpoint(net, opt, sched, gen, fingerprint, epoch + 1, history)
-        if self.training_checkpoint and os.path.exists(self.training_checkpoint):
-            os.remove(self.training_checkpoint)
+                if checkpoint:
+                    self._save_checkpoint(checkpoint, net, opt, sched, gen, fingerprint, epoch + 1, history)
+        if checkpoint and os.path.exists(checkpoint):
+            os.remove(checkpoint)
         self.history = history
         return {f"net/{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
 
-    def _save_checkpoint(self, net, opt, sched, gen, fingerprint: str, epoch: int, history: list[float]) -> None:
+    def _save_checkpoint(self, path: str, net, opt, sched, gen, fingerprint: str, epoch: int,
+                         history: list[float]) -> None:
         state = {"params": self.params, "fingerprint": fingerprint, "epoch": epoch, "history": history,
                  "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                  "gen": gen.get_state()}
-        atomic_write(self.training_checkpoint, lambda f: torch.save(state, f))
+        atomic_write(path, lambda f: torch.save(state, f))
 
-    def _resume(self, net, opt, sched, gen, fingerprint: str):
-        path = self.training_checkpoint
+    def _resume(self, path: str | None, net, opt, sched, gen, fingerprint: str):
         if not path or not os.path.exists(path):
             return None
         try:

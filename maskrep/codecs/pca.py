@@ -306,6 +306,12 @@ class PCACodec(MaskCodec):
             raise ValueError("explained_variance must be positive (it whitens the codes)")
         super().load_state_dict({key: np.asarray(v, dtype=np.float32) for key, v in state.items()})
 
+    @property
+    def capabilities(self) -> frozenset:
+        """"jitter" in logit space (``sigmoid=True``): :meth:`encode_jittered` and the module's
+        ``jittered_targets``."""
+        return frozenset({"jitter"}) if self.sigmoid else frozenset()
+
     def encode_jittered(self, masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(N, S, S) bool -> (N, K) codes of freshly jittered logits, as MEInst's own evaluation
         (and its training targets) encode them; :meth:`encode` uses the mean jittered logit instead."""

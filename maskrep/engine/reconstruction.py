@@ -18,7 +18,7 @@ import numpy as np
 from ..codecs import MaskCodec, get_codec, load
 from ..data.coco import CocoInstance, crop_instances
 from ..ops.boundary import boundary_fscore
-from ..ops.masks import _iou_from_counts, mask_counts
+from ..ops.masks import _iou_from_counts, binarize, mask_counts
 from ..ops.rle import rle_counts, rle_to_mask
 
 __all__ = [
@@ -39,8 +39,12 @@ def iter_crops(instances: Sequence[CocoInstance], size: int, *, chunk: int = 409
         yield crop_instances(instances[start : start + chunk], size)
 
 
-def fit_codec(codec: MaskCodec, instances: Sequence[CocoInstance], *, chunk: int = 4096, progress: bool = True) -> MaskCodec:
+def fit_codec(codec: MaskCodec, instances: Sequence[CocoInstance], *, chunk: int = 4096, progress: bool = True,
+              checkpoint: str | None = None) -> MaskCodec:
     """Fit ``codec`` on the box crops of ``instances`` (streamed in chunks), with a progress bar.
+
+    ``checkpoint``: where a codec with the "resume" capability keeps its training state (ignored
+    by codecs that fit in one pass).
 
     In a process group (``torchrun``) each process crops every ``world_size``-th instance and the
     codec sums the statistics over the processes: every process ends with the same codec, the one a
@@ -56,7 +60,8 @@ def fit_codec(codec: MaskCodec, instances: Sequence[CocoInstance], *, chunk: int
     share = instances[get_rank() :: get_world_size()]
     show = progress and is_main()
     with tqdm(total=len(share), desc=f"fit {codec.name}", unit="mask", disable=not show) as bar:
-        codec.fit(iter_crops(share, codec.mask_size, chunk=chunk), progress=bar.update if show else None)
+        codec.fit(iter_crops(share, codec.mask_size, chunk=chunk), progress=bar.update if show else None,
+                  checkpoint=checkpoint if "resume" in codec.capabilities else None)
     return codec
 
 
@@ -72,9 +77,7 @@ def fit_or_load(spec: str, instances, cache_dir: str, tag: str) -> MaskCodec:
         return load(path)
     print(f"fitting {spec} -> {path}")
     os.makedirs(cache_dir, exist_ok=True)
-    if hasattr(codec, "training_checkpoint"):
-        codec.training_checkpoint = path + ".training.pt"
-    fit_codec(codec, instances()).save(path)
+    fit_codec(codec, instances(), checkpoint=path + ".training.pt").save(path)
     return codec
 
 
@@ -133,7 +136,7 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
     s = codec.mask_size
     rng = None
     if meinst_jitter_seed is not None:
-        if not hasattr(codec, "encode_jittered"):
+        if "jitter" not in codec.capabilities:
             raise ValueError(f"MEInst's jittered evaluation applies to the pca codec, not {codec.name!r}")
         rng = np.random.default_rng(meinst_jitter_seed)
     crop_ious, full_ious, boundary_fs = [], [], []
@@ -153,7 +156,7 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
             t2 = time.perf_counter()
             t_enc += t1 - t0
             t_dec += t2 - t1
-            pred = probs >= 0.5
+            pred = binarize(probs)
             inter, area_pred, area_gt = mask_counts(pred, crops)  # one pass gives IoU and the pooled counts
             union = area_pred + area_gt - inter
             crop_ious.append(_iou_from_counts(inter, union))

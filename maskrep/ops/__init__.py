@@ -4,6 +4,8 @@ from .boundary import boundary_band, boundary_fscore
 from .boxes import box_area, box_iou, box_xywh_to_xyxy, box_xyxy_to_xywh, generalized_box_iou
 from .contours import mask_contours, outer_contours, polygon_signed_area
 from .masks import (
+    MASK_THRESHOLD,
+    binarize,
     crop_masks_in_boxes,
     mask_iou,
     mask_iou_pairwise,
@@ -28,8 +30,10 @@ from .rle import (
 from .roi import multilevel_roi_align, roi_align, roi_levels, rois_from_boxes
 
 __all__ = [
+    "MASK_THRESHOLD",
     "aligned_bilinear",
     "batched_nms",
+    "binarize",
     "boundary_band",
     "boundary_fscore",
     "box_area",

@@ -21,6 +21,8 @@ from .._kernels import choose_backend, device_of
 from .polygons import as_polygon, check_rule, fill_polygon
 
 __all__ = [
+    "MASK_THRESHOLD",
+    "binarize",
     "crop_masks_in_boxes",
     "mask_counts",
     "mask_iou",
@@ -30,6 +32,19 @@ __all__ = [
     "polygons_to_masks",
     "rasterize_in_boxes",
 ]
+
+
+#: The one mask threshold: a pixel is foreground where its probability is >= MASK_THRESHOLD.
+MASK_THRESHOLD = 0.5
+
+
+def binarize(probs, threshold: float = MASK_THRESHOLD):
+    """``probs >= threshold``: the one comparison that turns probabilities into a mask (any array kind).
+
+    >>> binarize(np.array([0.2, 0.5, 0.7]))
+    array([False,  True,  True])
+    """
+    return probs >= threshold
 
 
 def _check_boxes(boxes: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -202,7 +217,7 @@ def _roi_align_weights(start: float, length: float, size: int, extent: int) -> n
     return weights / grid
 
 
-def crop_masks_in_boxes(masks, boxes, *, size: int, threshold: float = 0.5):
+def crop_masks_in_boxes(masks, boxes, *, size: int, threshold: float = MASK_THRESHOLD):
     """Crop bitmaps to their boxes and resample to size x size (RoIAlign aligned=True, adaptive).
 
     Parameters
@@ -239,7 +254,7 @@ def crop_masks_in_boxes(masks, boxes, *, size: int, threshold: float = 0.5):
         r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
         sub = masks_np[i, r0:r1, c0:c1].astype(np.float64)
         values = ay[:, r0:r1] @ sub @ ax[:, c0:c1].T  # (S, S)
-        out[i] = values >= threshold
+        out[i] = binarize(values, threshold)
     return like(out, masks)
 
 
@@ -258,7 +273,7 @@ def _paste_axis(n_pix: int, lo: float, hi: float, size: int):
     return index, 1.0 - frac, frac
 
 
-def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: float | None = 0.5,
+def paste_masks(mask_probs, boxes, image_size: tuple[int, int], *, threshold: float | None = MASK_THRESHOLD,
                 backend: str = "auto"):
     """Paste box-frame probability maps back into full images (bilinear, zeros outside the crop).
 
@@ -323,7 +338,7 @@ def _paste_reference(probs: np.ndarray, boxes_np: np.ndarray, threshold: float |
         top = wx0 * padded[cy[:, None], cx] + wx1 * padded[cy[:, None], cx + 1]  # (H, W)
         bottom = wx0 * padded[cy[:, None] + 1, cx] + wx1 * padded[cy[:, None] + 1, cx + 1]
         values = wy0[:, None] * top + wy1[:, None] * bottom
-        out[i] = values >= threshold if threshold is not None else values
+        out[i] = binarize(values, threshold) if threshold is not None else values
 
 
 def _paste_cuda(mask_probs, boxes, image_size, threshold: float):

@@ -12,6 +12,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from .masks import MASK_THRESHOLD
+
 __all__ = ["decode_counts", "encode_counts", "mask_to_rle", "paste_masks_to_rle", "polygons_to_rle", "rle_area",
            "rle_counts", "rle_intersection", "rle_iou", "rle_to_mask"]
 
@@ -289,7 +291,7 @@ def _runs_per_column(s: int) -> int:
     return 2 * s + 8
 
 
-def paste_masks_to_rle(mask_probs, boxes, image_size: tuple[int, int], *, threshold: float = 0.5,
+def paste_masks_to_rle(mask_probs, boxes, image_size: tuple[int, int], *, threshold: float = MASK_THRESHOLD,
                        backend: str = "auto") -> list[dict]:
     """Paste box-frame maps into full images and return COCO RLEs, never holding the (N, H, W) masks.
 

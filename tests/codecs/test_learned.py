@@ -49,7 +49,6 @@ def test_interrupted_fit_resumes_to_the_same_weights(tmp_path, monkeypatch):
     straight = LearnedCodec(**SETTINGS).fit(masks)
     ckpt = tmp_path / "learned.npz.training.pt"
     codec = LearnedCodec(**SETTINGS)
-    codec.training_checkpoint = str(ckpt)
     calls = {"n": 0}
     original = learned_mod._loss
 
@@ -61,12 +60,11 @@ def test_interrupted_fit_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
     monkeypatch.setattr(learned_mod, "_loss", failing_loss)
     with pytest.raises(KeyboardInterrupt):
-        codec.fit(masks)
+        codec.fit(masks, checkpoint=ckpt)
     assert ckpt.exists() and torch.load(ckpt, weights_only=True)["epoch"] == 2
     monkeypatch.setattr(learned_mod, "_loss", original)
     resumed = LearnedCodec(**SETTINGS)
-    resumed.training_checkpoint = str(ckpt)
-    resumed.fit(masks)
+    resumed.fit(masks, checkpoint=ckpt)
     assert not ckpt.exists()  # a completed fit removes its training state
     for key, value in _weights(straight).items():
         np.testing.assert_array_equal(value, resumed.state_dict()[key])
@@ -77,14 +75,25 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     masks = _masks()
     ckpt = tmp_path / "c.pt"
     codec = LearnedCodec(**SETTINGS)
-    codec.training_checkpoint = str(ckpt)
     other = LearnedCodec(**{**SETTINGS, "width": 8})
     torch.save({"params": other.params, "fingerprint": "x", "epoch": 1}, ckpt)
     with pytest.raises(ValueError, match="training state of other settings or other masks; remove it"):
-        codec.fit(masks)
+        codec.fit(masks, checkpoint=ckpt)
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.warns(UserWarning, match="not a readable training checkpoint"):
-        codec.fit(masks)
+        codec.fit(masks, checkpoint=ckpt)
+
+
+def test_capabilities_are_declared():
+    from maskrep.codecs import CAPABILITIES, PCACodec, get_codec, list_codecs
+
+    for name in list_codecs():
+        assert get_codec(name).capabilities <= set(CAPABILITIES), name
+    assert LearnedCodec(**SETTINGS).capabilities == {"resume"}
+    assert PCACodec(mask_size=8, dim=4).capabilities == {"jitter"}
+    assert PCACodec(mask_size=8, dim=4, sigmoid=False).capabilities == set()
+    with pytest.raises(ValueError, match="keeps no training state"):
+        PCACodec(mask_size=8, dim=4).fit(np.zeros((10, 8, 8), bool), checkpoint="x.pt")
 
 
 def test_save_load_and_bad_files(tmp_path):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...ops.masks import MASK_THRESHOLD
 from ...structures import InstanceMasks
 from ..fcos import FCOSOutput, Positives, gather_levels
 
@@ -45,7 +46,7 @@ class MaskMaps:
     maps: torch.Tensor
     frame: str = "box"
     stride: int = 1
-    threshold: float = 0.5
+    threshold: float = MASK_THRESHOLD
 
     def __post_init__(self):
         if self.frame not in ("box", "image"):

@@ -60,7 +60,7 @@ class MEInstHead(MaskHead):
         if loss == "mask" and not self.codec_module.logit_space:
             raise ValueError(f"loss='mask' needs a codec that decodes to logits; {codec!r} does not")
         self.loss_type = loss
-        self.jitter = jitter and hasattr(self.codec_module, "jittered_targets") and self.codec_module.logit_space
+        self.jitter = jitter and "jitter" in codec.capabilities
         self.seed = int(seed)
         self.register_buffer("jitter_step", torch.zeros((), dtype=torch.long))
         self.mask_tower = conv_tower(in_channels, num_convs, norm)

@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from ...distributed import get_rank
 from ...ops.boundary import boundary_band
+from ...ops.masks import binarize
 from ...ops.roi import multilevel_roi_align, roi_align
 from ...structures import crop_batch
 from ..fcos import FCOSOutput, Positives
@@ -49,7 +50,7 @@ def merge_stages(stage_logits: list[torch.Tensor], width: int = 1) -> torch.Tens
     merged = stage_logits[0]
     for finer in stage_logits[1:]:
         size = finer.shape[-1]
-        band = _up(boundary_band(merged.sigmoid() >= 0.5, width)[:, None].float(), size)[:, 0] >= 0.5
+        band = binarize(_up(boundary_band(binarize(merged.sigmoid()), width)[:, None].float(), size)[:, 0])
         merged = torch.where(band, finer, _up(merged[:, None], size)[:, 0])
     return merged
 
@@ -218,23 +219,23 @@ class RefineMaskHead(MaskHead):
             loss = w[0] * F.binary_cross_entropy_with_logits(stages[0], targets_k[0])
             loss = loss + w[1] * F.binary_cross_entropy_with_logits(stages[1], targets_k[1])
             with torch.no_grad():
-                prev = stages[1].sigmoid() >= 0.5
+                prev = binarize(stages[1].sigmoid())
             for k in (2, 3):
                 with torch.no_grad():
-                    region = boundary_band(prev, self.train_band) | boundary_band(targets_k[k - 1] >= 0.5, self.train_band)
-                    region = _up(region[:, None].float(), sizes[k])[:, 0] >= 0.5
+                    region = boundary_band(prev, self.train_band) | boundary_band(binarize(targets_k[k - 1]), self.train_band)
+                    region = binarize(_up(region[:, None].float(), sizes[k])[:, 0])
                 bce = F.binary_cross_entropy_with_logits(stages[k], targets_k[k], reduction="none")
                 loss = loss + w[k] * (bce * region).sum() / region.sum().clamp(min=1)
                 with torch.no_grad():  # the next region follows the merged prediction, as inference merges
-                    prev = merge_stages([stages[k - 1], stages[k]], self.merge_band).sigmoid() >= 0.5
+                    prev = binarize(merge_stages([stages[k - 1], stages[k]], self.merge_band).sigmoid())
             losses["loss_mask"] = loss
         logit = head_out["semantic_logit"]  # (B, 1, H/4, W/4)
         sem_target = torch.zeros_like(logit)
         for i, m in enumerate(masks):
             if len(m):
                 full = torch.from_numpy(m.to_bitmap(1, head_out["padded_size"]).any(0)).float()[None, None]
-                sem_target[i] = F.interpolate(full, size=logit.shape[-2:], mode="bilinear",
-                                              align_corners=False)[0].to(logit.device) >= 0.5
+                sem_target[i] = binarize(F.interpolate(full, size=logit.shape[-2:], mode="bilinear",
+                                                       align_corners=False)[0].to(logit.device))
         losses["loss_semantic"] = self.semantic_weight * F.binary_cross_entropy_with_logits(logit, sem_target)
         return losses
 
