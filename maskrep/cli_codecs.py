@@ -34,31 +34,84 @@ def _writable(path: str) -> None:
         raise PermissionError(f"cannot write to {folder} (for {path})")
 
 
+def _param_help(cls) -> dict[str, str]:
+    """name -> the first line of its description in the class docstring's Parameters section."""
+    import inspect
+    import re
+
+    doc = inspect.getdoc(cls) or ""
+    section = doc.split("Parameters\n----------\n", 1)[-1] if "Parameters\n-" in doc else ""
+    section = re.split(r"\n\w[\w ]*\n-{3,}\n", section)[0]
+    helps, name_line = {}, re.compile(r"^(\w+(?:, \w+)*) : ?(.*)$")
+    lines = section.splitlines()
+    for k, line in enumerate(lines):
+        m = name_line.match(line)
+        if not m:
+            continue
+        text = m.group(2)
+        if re.fullmatch(r"[\w\[\]|{}\"', .]*", text):  # "name : type": the description follows
+            text = ""
+        for more in lines[k + 1 :]:
+            if not more.startswith(" "):
+                break
+            text = f"{text} {more.strip()}".strip()
+        first = re.match(r"(.+?\.)(\s|$)", text)
+        for name in m.group(1).split(", "):
+            helps[name] = first.group(1) if first else text
+    return helps
+
+
+def codec_parser(name: str):
+    """The ``maskrep fit NAME`` parser: the data options, and one option per parameter of the codec's
+    constructor (``--mask-size``, ``--dim``, ...) with the codec's own default; booleans take
+    ``--x`` / ``--no-x``."""
+    import argparse
+    import inspect
+
+    from .codecs import CODECS, list_codecs
+    from .engine.reconstruction import parse_value
+
+    if name not in CODECS:
+        raise KeyError(f"unknown codec {name!r}; valid names: {', '.join(list_codecs())}")
+    cls = CODECS[name]
+    p = argparse.ArgumentParser(prog=f"maskrep fit {name}", description=f"Fit the {name} codec on the box crops of "
+                                "a COCO data set and save it.")
+    _add_data_args(p)
+    p.add_argument("--out", required=True, help="output .npz (for pca: AdelaiDet's format plus a header)")
+    group = p.add_argument_group(f"{name} parameters (its constructor's, with its defaults)")
+    helps = _param_help(cls)
+    for param in inspect.signature(cls).parameters.values():
+        if param.kind not in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD) or param.default is param.empty:
+            continue
+        flag, default = "--" + param.name.replace("_", "-"), param.default
+        text = f"{helps.get(param.name, '')} (default: {default!r})".lstrip()
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=param.name, action=argparse.BooleanOptionalAction, default=default,
+                               help=text)
+        else:
+            kind = type(default) if isinstance(default, (int, float, str)) else parse_value
+            group.add_argument(flag, dest=param.name, type=kind, default=default, metavar=param.name.upper(),
+                               help=text)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a codec parameter as KEY=VALUE (repeatable), the same as its option")
+    return p, [q for q in inspect.signature(cls).parameters if q != "self"]
+
+
 def _cmd_fit(args) -> int:
     from .codecs import get_codec
     from .distributed import init_from_env, is_main
     from .engine.reconstruction import fit_codec, parse_value
 
-    init_from_env()  # under torchrun: join the group, fit a share, sum the statistics
-    params = {"mask_size": args.mask_size}
-    if args.dim is not None:
-        params["dim"] = args.dim
-    if args.rank is not None:
-        params["rank"] = args.rank
-    if args.resolution is not None:
-        params["resolution"] = args.resolution
-    if args.mode is not None:
-        params["mode"] = args.mode
-    if args.codec == "pca":
-        params.update(whiten=args.whiten, sigmoid=args.sigmoid, jitter=args.jitter)
-    if args.codec in ("pca", "learned"):
-        params["seed"] = args.seed
+    parser, names = codec_parser(args.codec)
+    args = parser.parse_args(args.codec_args, namespace=args)
+    params = {k: getattr(args, k) for k in names if hasattr(args, k)}
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        params[key.strip()] = parse_value(value.strip())
+        params[key.strip().replace("-", "_")] = parse_value(value.strip())
     codec = get_codec(args.codec, **params)
+    init_from_env()  # under torchrun: join the group, fit a share, sum the statistics
     _writable(args.out)
     insts = _instances(args)
     if not insts:
@@ -97,27 +150,17 @@ def _cmd_reconstruct(args) -> int:
 
 
 def add_commands(add) -> None:
-    p = add("fit", "fit a codec on the box crops of a COCO data set and save it; "
+    import argparse
+
+    from .codecs import list_codecs
+
+    p = add("fit", "fit a codec on the box crops of a COCO data set and save it; each codec's parameters are options "
+                   "with its own defaults (`maskrep fit CODEC --help` lists them); "
                    "`torchrun --nproc_per_node N -m maskrep fit ...` shares the instances over N processes "
                    "(or machines) and sums the statistics with torch.distributed, giving the one-process matrix")
-    p.add_argument("codec", help="codec name (bitmap, contour, dct, learned, pca, polar, svd)")
-    _add_data_args(p)
-    p.add_argument("--mask-size", type=int, default=28, help="crop side S (default 28)")
-    p.add_argument("--dim", type=int, default=None, help="code length (pca, dct)")
-    p.add_argument("--rank", type=int, default=None, help="rank k (svd)")
-    p.add_argument("--mode", default=None, help="svd: cls or reg; contour: adaptive, uniform or fourier")
-    p.add_argument("--resolution", type=int, default=None, help="bitmap resolution R")
-    p.add_argument("--no-whiten", dest="whiten", action="store_false", help="pca: do not whiten codes")
-    p.add_argument("--no-sigmoid", dest="sigmoid", action="store_false", help="pca: fit on 0/1 masks, not logits")
-    p.add_argument("--jitter", choices=("expected", "sample", "none"), default="expected",
-                   help="pca: MEInst's sigmoid jitter in the fit: its exact expectation (default), one seeded draw "
-                        "per pixel as MEInst does, or none")
-    p.add_argument("--no-jitter", dest="jitter", action="store_const", const="none", help="pca: same as --jitter none")
-    p.add_argument("--seed", type=int, default=0, help="pca: jitter seed; learned: weights, batches, augmentation")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any other codec parameter (repeatable), e.g. --set rays=36 (polar), --set epochs=80 "
-                        "--set width=24 (learned: an interrupted fit resumes from OUT.training.pt when rerun)")
-    p.add_argument("--out", required=True, help="output .npz (for pca: AdelaiDet's format plus a header)")
+    p.add_argument("codec", choices=list_codecs(), metavar="CODEC", help=f"codec name: {', '.join(list_codecs())}")
+    p.add_argument("codec_args", nargs=argparse.REMAINDER, metavar="...",
+                   help="--annotations FILE --out FILE and the codec's parameters, e.g. --mask-size 28 --dim 60")
     p.set_defaults(func=_cmd_fit)
 
     p = add("reconstruct", "measure codecs' round-trip quality on a COCO data set")

@@ -108,3 +108,27 @@ def test_fit_learned_and_reconstruct_contour_codecs(synthetic, tmp_path):
     assert [r["codec"] for r in results] == ["learned", "contour", "polar"]
     assert all(0 < r["full_iou"] <= 1 and 0 < r["boundary_f"] <= 1 for r in results)
     assert main(["fit", "pca", "--annotations", train, "--set", "dim", "--out", str(tmp_path / "p.npz")]) == 2
+
+
+def test_fit_takes_each_codecs_own_defaults_and_parameters(synthetic, tmp_path, capsys):
+    from maskrep.codecs import load
+
+    train = synthetic["train"][0]
+    assert main(["fit", "dct", "--annotations", train, "--limit", "5", "--out", str(tmp_path / "d.npz")]) == 0
+    assert load(tmp_path / "d.npz").mask_size == 128
+    assert main(["fit", "svd", "--annotations", train, "--limit", "5", "--out", str(tmp_path / "s.npz")]) == 0
+    assert load(tmp_path / "s.npz").mask_size == 14
+    assert main(["fit", "svd", "--annotations", train, "--limit", "5", "--mask-size", "10", "--rank", "2",
+                 "--mode", "reg", "--out", str(tmp_path / "s2.npz")]) == 0
+    assert load(tmp_path / "s2.npz").params == {"mask_size": 10, "rank": 2, "mode": "reg", "logit_scale": 4.0}
+    assert main(["fit", "polar", "--annotations", train, "--limit", "5", "--rays", "12",
+                 "--out", str(tmp_path / "p.npz")]) == 0
+    assert load(tmp_path / "p.npz").code_length == 14
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # an option another codec has
+        main(["fit", "dct", "--annotations", train, "--rays", "12", "--out", str(tmp_path / "x.npz")])
+    assert e.value.code == 2 and "--rays" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "pca", "--help"])
+    text = capsys.readouterr().out
+    assert e.value.code == 0 and "--no-whiten" in text and "(default: 60)" in text

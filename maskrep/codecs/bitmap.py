@@ -34,6 +34,11 @@ class BitmapCodec(MaskCodec):
 
     With ``resolution`` equal to ``mask_size`` (the default) the codec is the identity.
 
+    Parameters
+    ----------
+    mask_size : S, the side of the box crops it takes (28, Mask R-CNN's).
+    resolution : R, the side of the code's grid (None: S, the identity).
+
     Examples
     --------
     >>> import numpy as np

@@ -271,6 +271,11 @@ class PolarCodec(ContourCodecBase):
     mask's mass centre, which can fall outside a part), and the rays are spaced evenly in the box's
     frame (box units), not in image pixels, so a code does not depend on the box's aspect.
 
+    Parameters
+    ----------
+    mask_size : S, the crop the boundary is traced on.
+    rays : K, the number of rays (PolarMask: 36); the code has K + 2 numbers.
+
     Examples
     --------
     >>> m = np.zeros((1, 32, 32), bool); m[0, 8:24, 4:28] = True
