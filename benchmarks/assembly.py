@@ -29,7 +29,7 @@ def main() -> None:
     cases = {
         "unit_product (CRMask, 4 x 14x14 per det)": lambda be: unit_product(
             u, s, v, backend=be),
-        "blend (BlendMask, 56x56 per det)": lambda be: blend(bases, att, boxes, resolution=56, backend=be),
+        "blend (BlendMask, 56x56 per det)": lambda be: blend(bases, att, boxes, mask_size=56, backend=be),
         "embedding_coupling in boxes (EmbedMask)": lambda be: embedding_coupling(
             pix, q, phi, boxes=boxes, stride=8, backend=be),
         "shape_saliency (CenterMask)": lambda be: shape_saliency(shapes, sal, boxes, stride=4, backend=be),

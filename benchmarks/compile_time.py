@@ -31,7 +31,7 @@ calls = {
     "mask_iou": lambda: mask_iou(m, m, backend="numba"),
     "mask_iou_pairwise": lambda: mask_iou_pairwise(m, m, backend="numba"),
     "unit_product": lambda: unit_product(torch.ones(1, 4, 2), torch.ones(1, 2), torch.ones(1, 4, 2), backend="numba"),
-    "blend": lambda: blend(torch.ones(1, 2, 4, 4), torch.ones(1, 2, 2, 2), torch.tensor(b), resolution=3, backend="numba"),
+    "blend": lambda: blend(torch.ones(1, 2, 4, 4), torch.ones(1, 2, 2, 2), torch.tensor(b), mask_size=3, backend="numba"),
     "embedding_coupling": lambda: embedding_coupling(torch.ones(1, 2, 3, 3), torch.ones(1, 2), torch.ones(1), backend="numba"),
     "shape_saliency": lambda: shape_saliency(torch.ones(1, 3, 3), torch.ones(1, 1, 4, 4), torch.tensor(b), backend="numba"),
     "paste_masks_to_rle": lambda: paste_masks_to_rle(np.ones((1, 3, 3)), b, (6, 6), backend="numba"),

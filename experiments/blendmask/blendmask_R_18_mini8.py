@@ -11,7 +11,7 @@ from maskrep.engine import recipe
 
 cfg, mini8 = recipe.load_config(os.path.join(os.path.dirname(__file__), "..", "fcos", "fcos_R_18_mini8.py"))
 cfg["data"].update(with_masks=True)
-cfg["model"]["mask_head"] = {"name": "blendmask", "num_bases": 4, "attn_size": 14, "resolution": 56,
+cfg["model"]["mask_head"] = {"name": "blendmask", "num_bases": 4, "attn_size": 14, "mask_size": 56,
                              "attention": "blendmask", "basis_channels": 64, "basis_convs": 2, "norm": "GN",
                              "mask_weight": 1.0, "semantic_weight": 0.3}
 cfg["model"]["fcos"].update(thresh_with_ctr=True, use_scale=False)

@@ -12,7 +12,7 @@ from maskrep.engine.recipe import base_config
 
 cfg = base_config()
 cfg["data"].update(with_masks=True, min_size_train=(640, 672, 704, 736, 768, 800))
-cfg["model"]["mask_head"] = {"name": "blendmask", "num_bases": 4, "attn_size": 14, "resolution": 56,
+cfg["model"]["mask_head"] = {"name": "blendmask", "num_bases": 4, "attn_size": 14, "mask_size": 56,
                              "attention": "blendmask", "basis_channels": 128, "basis_convs": 3, "norm": "GN",
                              "mask_weight": 1.0, "semantic_weight": 0.3}
 cfg["model"]["fcos"].update(thresh_with_ctr=True, use_scale=False)

@@ -11,7 +11,7 @@ from maskrep.engine import recipe
 
 cfg, mini8 = recipe.load_config(os.path.join(os.path.dirname(__file__), "..", "fcos", "fcos_R_18_mini8.py"))
 cfg["data"].update(with_masks=True)
-cfg["model"]["mask_head"] = {"name": "centermask", "shape_size": 32, "saliency": "class", "saliency_channels": 64,
+cfg["model"]["mask_head"] = {"name": "centermask", "mask_size": 32, "saliency": "class", "saliency_channels": 64,
                              "saliency_convs": 2, "norm": "GN", "max_proposals": 500, "mask_weight": 1.0,
                              "threshold": 0.4}
 cfg["out_dir"] = "outputs/centermask_R_18_mini8"

@@ -10,7 +10,7 @@ from maskrep.engine.recipe import base_config
 
 cfg = base_config()
 cfg["data"].update(with_masks=True, min_size_train=(640, 672, 704, 736, 768, 800))
-cfg["model"]["mask_head"] = {"name": "centermask", "shape_size": 32, "saliency": "class", "saliency_channels": 128,
+cfg["model"]["mask_head"] = {"name": "centermask", "mask_size": 32, "saliency": "class", "saliency_channels": 128,
                              "saliency_convs": 3, "norm": "GN", "max_proposals": 500, "mask_weight": 1.0,
                              "threshold": 0.4}
 cfg["out_dir"] = "outputs/centermask_R_50_1x"

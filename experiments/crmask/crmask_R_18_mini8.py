@@ -10,7 +10,7 @@ from maskrep.engine import recipe
 
 cfg, mini8 = recipe.load_config(os.path.join(os.path.dirname(__file__), "..", "fcos", "fcos_R_18_mini8.py"))
 cfg["data"].update(with_masks=True)
-cfg["model"]["mask_head"] = {"name": "crmask", "mask_size": 14, "rank": 3, "mode": "cls",
+cfg["model"]["mask_head"] = {"name": "crmask", "codec": "svd:mask_size=14,rank=3,mode=cls",
                              "mask_weight": 2.0, "sigma_weight": 2.0}
 cfg["model"]["fcos"].update(thresh_with_ctr=True)
 cfg["out_dir"] = "outputs/crmask_R_18_mini8"

@@ -9,7 +9,7 @@ from maskrep.engine.recipe import base_config
 
 cfg = base_config()
 cfg["data"].update(with_masks=True, min_size_train=(640, 672, 704, 736, 768, 800))
-cfg["model"]["mask_head"] = {"name": "crmask", "mask_size": 14, "rank": 3, "mode": "cls",
+cfg["model"]["mask_head"] = {"name": "crmask", "codec": "svd:mask_size=14,rank=3,mode=cls",
                              "mask_weight": 2.0, "sigma_weight": 2.0}
 cfg["model"]["fcos"].update(thresh_with_ctr=True)
 cfg["solver"].update(batch_size=8, lr=0.005, max_iter=180000, steps=(120000, 160000))

@@ -13,7 +13,7 @@ from maskrep.engine.recipe import base_config
 cfg = base_config()
 cfg["data"].update(with_masks=True)
 cfg["model"].update(use_p2=True)
-cfg["model"]["mask_head"] = {"name": "refinemask", "class_agnostic": False, "channels": 256, "roi_size": 14,
+cfg["model"]["mask_head"] = {"name": "refinemask", "class_agnostic": False, "channels": 256, "mask_size": 14,
                              "instance_convs": 2, "semantic_convs": 4, "stage_weights": (0.25, 0.5, 0.75, 1.0),
                              "semantic_weight": 1.0, "train_band": 2, "merge_band": 1, "rois_per_image": 64,
                              "min_iou": 0.5}

@@ -56,7 +56,7 @@ def unit_attentions(top_feats: torch.Tensor, num_bases: int, size: int, rank: in
     return unit_product(u, s, v, eps=eps, backend=backend)
 
 
-def blend(bases, attentions, boxes, im_inds=None, *, resolution: int = 56, spatial_scale: float = 0.25,
+def blend(bases, attentions, boxes, im_inds=None, *, mask_size: int = 56, spatial_scale: float = 0.25,
           sampling_ratio: int = 1, backend: str = "auto"):
     """BlendMask's blender: per instance, RoIAlign the bases in its box, up-sample its attentions,
     softmax them over the K bases, and take the weighted sum.
@@ -67,7 +67,7 @@ def blend(bases, attentions, boxes, im_inds=None, *, resolution: int = 56, spati
     attentions : (N, K, M, M) attention logits.
     boxes : (N, 4) xyxy image pixels.
     im_inds : (N,) image of each instance (None: all in image 0).
-    resolution : R, the output side (56 in BlendMask).
+    mask_size : R, the output side (56 in BlendMask).
     sampling_ratio : RoIAlign samples per bin side (BlendMask: 1, exact in the numba kernel too).
 
     Returns
@@ -84,7 +84,7 @@ def blend(bases, attentions, boxes, im_inds=None, *, resolution: int = 56, spati
     if use_numba(backend, bs, at, bx) and sampling_ratio == 1:
         from .._kernels.numba_cpu import blend_kernel
 
-        out = torch.zeros((n, resolution, resolution), dtype=torch.float64).numpy()
+        out = torch.zeros((n, mask_size, mask_size), dtype=torch.float64).numpy()
         for b, idx in image_groups(im, n):
             sel = idx.numpy()
             part = out[sel]
@@ -93,7 +93,7 @@ def blend(bases, attentions, boxes, im_inds=None, *, resolution: int = 56, spati
         return from_kernel(out, bs, was_numpy)
     batch = im.to(bx.dtype) if im is not None else bx.new_zeros(n)
     rois = torch.cat([batch[:, None], bx], dim=1)
-    pooled = roi_align(bs, rois, resolution, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio,
+    pooled = roi_align(bs, rois, mask_size, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio,
                        aligned=True)  # (N, K, R, R)
     out = blend_pooled(pooled, at)
     return out.numpy() if was_numpy else out

@@ -34,10 +34,10 @@ def test_embedding_by_hand():
 def test_blend_by_hand():
     bases = torch.stack([torch.full((8, 8), 1.0), torch.full((8, 8), 3.0)])[None].double()
     att = torch.zeros(1, 2, 4, 4, dtype=torch.float64)  # equal attention: the mean of the bases
-    out = blend(bases, att, torch.tensor([[4.0, 4.0, 20.0, 20.0]], dtype=torch.float64), resolution=5)
+    out = blend(bases, att, torch.tensor([[4.0, 4.0, 20.0, 20.0]], dtype=torch.float64), mask_size=5)
     assert torch.allclose(out, torch.full((1, 5, 5), 2.0, dtype=torch.float64))
     att[0, 1] = 50.0  # all weight on the second basis
-    out = blend(bases, att, torch.tensor([[4.0, 4.0, 20.0, 20.0]], dtype=torch.float64), resolution=5)
+    out = blend(bases, att, torch.tensor([[4.0, 4.0, 20.0, 20.0]], dtype=torch.float64), mask_size=5)
     assert torch.allclose(out, torch.full((1, 5, 5), 3.0, dtype=torch.float64))
 
 
@@ -90,7 +90,7 @@ def test_gradcheck_all():
     assert torch.autograd.gradcheck(lambda a, b, c: embedding_coupling(a, b, c, IM, BOXES, stride=8), (p, q, phi))
     bases = torch.randn(2, 3, 10, 12, dtype=d, requires_grad=True)
     att = torch.randn(5, 3, 4, 4, dtype=d, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: blend(a, b, BOXES, IM, resolution=6), (bases, att))
+    assert torch.autograd.gradcheck(lambda a, b: blend(a, b, BOXES, IM, mask_size=6), (bases, att))
     shapes = torch.randn(5, 4, 4, dtype=d, requires_grad=True)
     sal = torch.randn(2, 1, 7, 8, dtype=d, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: shape_saliency(a, b, BOXES, IM, stride=8), (shapes, sal))
@@ -117,7 +117,7 @@ def _inputs(dtype=torch.float64, seed=0):
 
 CALLS = {
     "embedding_coupling": lambda x, b, be: embedding_coupling(x["p"], x["q"], x["phi"], IM, b, stride=8, backend=be),
-    "blend": lambda x, b, be: blend(x["bases"], x["att"], b, IM, resolution=9, backend=be),
+    "blend": lambda x, b, be: blend(x["bases"], x["att"], b, IM, mask_size=9, backend=be),
     "shape_saliency": lambda x, b, be: shape_saliency(x["shapes"], x["sal"], b, IM, stride=4, backend=be),
     "unit_product": lambda x, b, be: unit_product(x["u"], x["s"], x["v"], backend=be),
 }
@@ -142,7 +142,7 @@ def test_numpy_in_numpy_out_and_gradient_takes_torch():
     assert isinstance(out, np.ndarray)
     assert np.abs(out - CALLS["embedding_coupling"](x, BOXES, "reference").numpy()).max() <= 1e-12
     att = x["att"].clone().requires_grad_()
-    logits = blend(x["bases"], att, BOXES, IM, resolution=9)  # auto: a gradient is wanted -> torch
+    logits = blend(x["bases"], att, BOXES, IM, mask_size=9)  # auto: a gradient is wanted -> torch
     logits.sum().backward()
     assert att.grad is not None and att.grad.abs().sum() > 0
 
@@ -165,7 +165,7 @@ def test_every_backend_returns_the_input_kind_and_dtype(kind, dtype):
 
     calls = {
         "embedding_coupling": lambda b: embedding_coupling(cast(pixel), cast(q), cast(phi), im, backend=b),
-        "blend": lambda b: blend(cast(bases), cast(att), cast(boxes), im, resolution=6, backend=b),
+        "blend": lambda b: blend(cast(bases), cast(att), cast(boxes), im, mask_size=6, backend=b),
         "shape_saliency": lambda b: shape_saliency(cast(shapes), cast(sal), cast(boxes), im, backend=b),
         "unit_product": lambda b: unit_product(cast(u), cast(s), cast(v), backend=b),
     }

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from maskrep.codecs import PCACodec
+from maskrep.codecs import PCACodec, SVDCodec
 from maskrep.codecs.svd import compose_units
 from maskrep.detection import Positives
 from maskrep.detection.heads import CRMaskHead, MEInstHead
@@ -94,7 +94,7 @@ def test_meinst_jitter_is_redrawn_every_step_and_reproducible():
 
 
 def test_crmask_cls_loss_and_decode_by_hand():
-    head = CRMaskHead(in_channels=4, mask_size=6, rank=2)
+    head = CRMaskHead(in_channels=4, codec=SVDCodec(mask_size=6, rank=2))
     codes = _codes(2 * (2 * 6 + 1), torch.Generator().manual_seed(4))
     loss = head.losses({"codes": codes}, _positives(codes), _targets())["loss_mask"]
     x = _picked(codes)
@@ -114,7 +114,7 @@ def test_crmask_cls_loss_and_decode_by_hand():
 
 
 def test_crmask_reg_mode_by_hand():
-    head = CRMaskHead(in_channels=4, mask_size=6, rank=2, mode="reg", mask_weight=3.0, sigma_weight=0.5)
+    head = CRMaskHead(in_channels=4, codec=SVDCodec(mask_size=6, rank=2, mode="reg"), mask_weight=3.0, sigma_weight=0.5)
     codes = _codes(26, torch.Generator().manual_seed(5))
     losses = head.losses({"codes": codes}, _positives(codes), _targets())
     x = _picked(codes)

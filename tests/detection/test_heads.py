@@ -8,7 +8,7 @@ import pycocotools.mask as mask_utils
 import pytest
 import torch
 
-from maskrep.codecs import ContourCodec, LearnedCodec, PCACodec
+from maskrep.codecs import ContourCodec, LearnedCodec, PCACodec, SVDCodec
 from maskrep.data.detection import DetectionDataset, collate
 from maskrep.detection import build_fcos, list_heads
 from maskrep.detection.heads import MaskMaps, get_head
@@ -31,21 +31,21 @@ def _learned():
 
 #: small settings per head (FPN channels 16), with each head's options
 SMALL = {
-    "blendmask": lambda: {"num_classes": 6, "attn_size": 4, "resolution": 8, "basis_channels": 8, "basis_convs": 1},
-    "blendmask/crmask": lambda: {"num_classes": 6, "attn_size": 4, "resolution": 8, "basis_channels": 8,
+    "blendmask": lambda: {"num_classes": 6, "attn_size": 4, "mask_size": 8, "basis_channels": 8, "basis_convs": 1},
+    "blendmask/crmask": lambda: {"num_classes": 6, "attn_size": 4, "mask_size": 8, "basis_channels": 8,
                                  "basis_convs": 1, "attention": "crmask", "rank": 2},
     "embedmask": lambda: {"num_classes": 6, "embed_dim": 5, "branch_channels": 8, "branch_convs": 1},
     "embedmask/few-proposals": lambda: {"num_classes": 6, "embed_dim": 5, "branch_channels": 8, "branch_convs": 1,
                                         "max_proposals": 3, "restrict_to_box": False},
-    "centermask": lambda: {"num_classes": 6, "shape_size": 6, "saliency_channels": 8, "saliency_convs": 1},
-    "centermask/agnostic": lambda: {"shape_size": 6, "saliency": "agnostic", "saliency_channels": 8,
+    "centermask": lambda: {"num_classes": 6, "mask_size": 6, "saliency_channels": 8, "saliency_convs": 1},
+    "centermask/agnostic": lambda: {"mask_size": 6, "saliency": "agnostic", "saliency_channels": 8,
                                     "saliency_convs": 1, "max_proposals": 3},
-    "refinemask": lambda: {"num_classes": 6, "channels": 24, "roi_size": 4, "instance_convs": 1, "semantic_convs": 1,
+    "refinemask": lambda: {"num_classes": 6, "channels": 24, "mask_size": 4, "instance_convs": 1, "semantic_convs": 1,
                            "min_iou": 0.0},
-    "refinemask/agnostic": lambda: {"class_agnostic": True, "channels": 24, "roi_size": 4, "instance_convs": 1,
+    "refinemask/agnostic": lambda: {"class_agnostic": True, "channels": 24, "mask_size": 4, "instance_convs": 1,
                                     "semantic_convs": 1, "rois_per_image": 2},
-    "crmask": lambda: {"mask_size": 6, "rank": 2},
-    "crmask/reg": lambda: {"mask_size": 6, "rank": 2, "mode": "reg"},
+    "crmask": lambda: {"codec": SVDCodec(mask_size=6, rank=2)},
+    "crmask/reg": lambda: {"codec": SVDCodec(mask_size=6, rank=2, mode="reg")},
     "meinst": lambda: {"codec": _pca(), "num_convs": 1},
     "meinst/mask-loss": lambda: {"codec": _pca(), "num_convs": 1, "loss": "mask"},
     # the coefficient head is codec-agnostic: a contour codec and a learned one, trained on the decoded crop

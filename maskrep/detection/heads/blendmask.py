@@ -70,7 +70,7 @@ class BlendMaskHead(MaskHead):
     in_channels : FPN (box-tower) channels.
     num_classes : classes of the data (the semantic head predicts them plus background); None
         switches the auxiliary semantic loss off.
-    num_bases, attn_size, resolution : K = 4, M = 14, R = 56 (BlendMask's code defaults).
+    num_bases, attn_size, mask_size : K = 4, M = 14, R = 56 (BlendMask's code defaults).
     attention : "blendmask": one 3x3 conv to K M² channels (784); "crmask": CRMask's rank-k units per
         basis (U and V: K M k channels each, s: K k; 348 at rank 3), each attention
         Û diag(exp s) V̂ᵀ (:func:`maskrep.assembly.unit_attentions`).
@@ -98,13 +98,13 @@ class BlendMaskHead(MaskHead):
     in_features = ("p3", "p4", "p5")
 
     def __init__(self, *, in_channels: int = 256, num_classes: int | None = None, num_bases: int = 4,
-                 attn_size: int = 14, resolution: int = 56, attention: str = "blendmask", rank: int = 3,
+                 attn_size: int = 14, mask_size: int = 56, attention: str = "blendmask", rank: int = 3,
                  basis_channels: int = 128, basis_convs: int = 3, norm: str | None = "GN",
                  semantic_norm: str | None = "BN", mask_weight: float = 1.0, semantic_weight: float = 0.3):
         super().__init__()
         if attention not in ("blendmask", "crmask"):
             raise ValueError(f"attention must be 'blendmask' or 'crmask', got {attention!r}")
-        self.num_bases, self.attn_size, self.resolution = num_bases, attn_size, resolution
+        self.num_bases, self.attn_size, self.mask_size = num_bases, attn_size, mask_size
         self.attention, self.rank = attention, rank
         self.mask_weight, self.semantic_weight = float(mask_weight), float(semantic_weight)
         self.basis = BasisModule(in_channels, num_bases=num_bases, channels=basis_channels, num_convs=basis_convs,
@@ -139,9 +139,9 @@ class BlendMaskHead(MaskHead):
             gt_boxes = torch.cat([t["boxes"] for t in targets]).to(bases.device, torch.float32)  # (G, 4)
             gt_images = torch.cat([torch.full((len(t["boxes"]),), float(i)) for i, t in enumerate(targets)])
             rois = torch.cat([gt_images[:, None].to(bases.device), gt_boxes], 1)  # (G, 5)
-            pooled = roi_align(bases, rois, self.resolution, spatial_scale=0.25, sampling_ratio=1, aligned=True)
+            pooled = roi_align(bases, rois, self.mask_size, spatial_scale=0.25, sampling_ratio=1, aligned=True)
             logits = blend_pooled(pooled[positives.gt_inds], attns)  # (P, R, R)
-            gt_crops = crop_batch(masks, torch.arange(len(gt_boxes)), gt_boxes, self.resolution)  # (G, R, R)
+            gt_crops = crop_batch(masks, torch.arange(len(gt_boxes)), gt_boxes, self.mask_size)  # (G, R, R)
             target = gt_crops[positives.gt_inds].float()
             per = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean((1, 2))
             losses["loss_mask"] = self.weighted_mean(per, positives, self.mask_weight)
@@ -171,5 +171,5 @@ class BlendMaskHead(MaskHead):
         bases = head_out["bases"]
         for i, det in enumerate(detections):
             attns = self._attentions(self.at_detections(head_out["attns"], det, i).float())
-            logits = blend(bases[i : i + 1].float(), attns, det["boxes"].float(), resolution=self.resolution)
+            logits = blend(bases[i : i + 1].float(), attns, det["boxes"].float(), mask_size=self.mask_size)
             det["mask"] = MaskMaps(torch.sigmoid(logits), "box")

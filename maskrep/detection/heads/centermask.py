@@ -24,7 +24,7 @@ class CenterMaskHead(MaskHead):
     ----------
     in_channels : FPN (box-tower) channels.
     num_classes : classes of the data; the class-specific saliency has one channel per class.
-    shape_size : S = 32, the side of the local shape (S² = 1024 channels per location).
+    mask_size : S = 32, the side of the local shape (S² = 1024 channels per location).
     saliency : "class" (one map per class, read at the instance's class) or "agnostic" (one map).
     saliency_channels, saliency_convs, norm : the saliency branch, BlendMask's bottom module on
         P3-P5 (refine, sum, convs, x2 up-sampling to stride 4) with 1 or C outputs.
@@ -58,7 +58,7 @@ class CenterMaskHead(MaskHead):
 
     in_features = ("p3", "p4", "p5")
 
-    def __init__(self, *, in_channels: int = 256, num_classes: int | None = None, shape_size: int = 32,
+    def __init__(self, *, in_channels: int = 256, num_classes: int | None = None, mask_size: int = 32,
                  saliency: str = "class", saliency_channels: int = 128, saliency_convs: int = 3, norm: str | None = "GN",
                  max_proposals: int = 500, mask_weight: float = 1.0, threshold: float = 0.4, seed: int = 0):
         super().__init__()
@@ -66,10 +66,10 @@ class CenterMaskHead(MaskHead):
             raise ValueError(f"saliency must be 'class' or 'agnostic', got {saliency!r}")
         if saliency == "class" and not num_classes:
             raise ValueError("a class-specific saliency needs num_classes (or saliency='agnostic')")
-        self.shape_size, self.saliency = shape_size, saliency
+        self.mask_size, self.saliency = mask_size, saliency
         self.max_proposals, self.mask_weight, self.threshold, self.seed = max_proposals, mask_weight, threshold, seed
         self.register_buffer("draw_step", torch.zeros((), dtype=torch.long))
-        self.shape_pred = nn.Conv2d(in_channels, shape_size * shape_size, 3, 1, 1)
+        self.shape_pred = nn.Conv2d(in_channels, mask_size * mask_size, 3, 1, 1)
         nn.init.normal_(self.shape_pred.weight, std=0.01)
         nn.init.zeros_(self.shape_pred.bias)
         self.saliency_branch = BasisModule(in_channels, num_bases=num_classes if saliency == "class" else 1,
@@ -87,7 +87,7 @@ class CenterMaskHead(MaskHead):
         b, c = saliency.shape[:2]
         maps = saliency.reshape(b * c, 1, *saliency.shape[-2:])  # one map per (image, class)
         which = images * c + (labels if c > 1 else torch.zeros_like(labels))
-        s = self.shape_size
+        s = self.mask_size
         return shape_saliency(shapes.reshape(-1, s, s), maps, boxes, which, stride=stride)
 
     def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...codecs.svd import SVDModule, compose_units, split_units
+from ...codecs.svd import SVDCodec, SVDModule, compose_units, split_units
 from ...structures import crop_batch
 from ..fcos import FCOSOutput, Positives
 from .base import MaskHead, MaskMaps, gt_masks_of
@@ -19,15 +19,15 @@ class CRMaskHead(MaskHead):
 
     Parameters
     ----------
+    codec : SVDCodec, or None for CRMask's (S = 14, k = 3, "cls"): the representation the head
+        predicts. Its S and k size the convs, k (2S + 1) = 87 numbers per location, never an
+        unrelated setting (the original sized U and V by BlendMask's basis count, 4 x 42, and could
+        not run its own default configuration). Its mode: "cls": s = exp(x), the product
+        Û diag(s) V̂ᵀ is a logit map trained by BCE against the binary S x S crop of the GT in its
+        box. "reg": s = ReLU(x)² at inference; in training the product uses the GT crop's singular
+        values (teacher forcing) and is fitted by MSE to the crop's rank-k SVD reconstruction, while
+        ReLU(x) is fitted to sqrt(s_GT).
     in_channels : FPN (box-tower) channels.
-    mask_size : S (CRMask: 14).
-    rank : k (CRMask: 3): k (2S + 1) = 87 numbers per location. The channel count follows from
-        S and k, never from an unrelated setting (the original sized U and V by BlendMask's basis
-        count, 4 x 42, and could not run its own default configuration).
-    mode : "cls" (default): s = exp(x), the product Û diag(s) V̂ᵀ is a logit map trained by BCE
-        against the binary S x S crop of the GT in its box. "reg": s = ReLU(x)² at inference; in
-        training the product uses the GT crop's singular values (teacher forcing) and is fitted by
-        MSE to the crop's rank-k SVD reconstruction, while ReLU(x) is fitted to sqrt(s_GT).
     mask_weight, sigma_weight : CRMask's hard-coded 2.0 weights of the mask and singular-value
         losses, here settings.
 
@@ -43,13 +43,14 @@ class CRMaskHead(MaskHead):
 
     in_features: tuple[str, ...] = ()  # only FCOS's box tower
 
-    def __init__(self, *, in_channels: int = 256, mask_size: int = 14, rank: int = 3, mode: str = "cls",
-                 mask_weight: float = 2.0, sigma_weight: float = 2.0):
+    def __init__(self, *, codec: SVDCodec | None = None, in_channels: int = 256, mask_weight: float = 2.0,
+                 sigma_weight: float = 2.0):
         super().__init__()
-        if mode not in ("cls", "reg"):
-            raise ValueError(f"mode must be 'cls' or 'reg', got {mode!r}")
-        if not 1 <= rank <= mask_size:
-            raise ValueError(f"rank must be in [1, {mask_size}], got {rank}")
+        codec = SVDCodec() if codec is None else codec
+        if not isinstance(codec, SVDCodec):
+            raise TypeError(f"CRMaskHead predicts CRMask's units: it takes an svd codec, got {codec!r}")
+        self.codec = codec
+        mask_size, rank, mode = codec.mask_size, codec.rank, codec.mode
         self.mask_size, self.rank, self.mode = mask_size, rank, mode
         self.mask_weight, self.sigma_weight = float(mask_weight), float(sigma_weight)
         self.u_pred = nn.Conv2d(in_channels, mask_size * rank, 3, 1, 1)
@@ -58,7 +59,8 @@ class CRMaskHead(MaskHead):
         for conv in (self.u_pred, self.s_pred, self.v_pred):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
-        self.decoder = SVDModule(mask_size=mask_size, rank=rank, mode=mode, logit_scale=1.0,
+        # the codec's decoder, reading s as the head predicts it: log s ('cls') or sqrt(s) through a ReLU ('reg')
+        self.decoder = SVDModule(mask_size=mask_size, rank=rank, mode=mode, logit_scale=codec.logit_scale,
                                  s_activation="exp" if mode == "cls" else "relu_square")
 
     def forward(self, features: dict[str, torch.Tensor], fcos_out: FCOSOutput) -> dict:

@@ -93,7 +93,7 @@ class RefineMaskHead(MaskHead):
     num_classes : classes of the data (class-specific stage logits); see ``class_agnostic``.
     class_agnostic : one mask channel per stage instead of one per class.
     channels : 256, halved at each stage (256 -> 128 -> 64 -> 32).
-    roi_size : 14, the instance features' RoIAlign size (stages at 14, 28, 56 and 112).
+    mask_size : 14, the instance features' RoIAlign size (stages at 14, 28, 56 and 112).
     instance_convs, semantic_convs : 2 and 4 convs (3x3, ReLU, no norm).
     dilations : the fusion branches' dilations (1, 3, 5).
     stage_weights : (0.25, 0.5, 0.75, 1.0), the stages' loss weights.
@@ -128,7 +128,7 @@ class RefineMaskHead(MaskHead):
     in_features = ("p2", "p3", "p4", "p5")
 
     def __init__(self, *, in_channels: int = 256, num_classes: int | None = None, class_agnostic: bool = False,
-                 channels: int = 256, roi_size: int = 14, instance_convs: int = 2, semantic_convs: int = 4,
+                 channels: int = 256, mask_size: int = 14, instance_convs: int = 2, semantic_convs: int = 4,
                  dilations=(1, 3, 5), stage_weights=(0.25, 0.5, 0.75, 1.0), semantic_weight: float = 1.0,
                  train_band: int = 2, merge_band: int = 1, rois_per_image: int = 64, min_iou: float = 0.5,
                  output_stage: int | None = None, seed: int = 0):
@@ -141,7 +141,7 @@ class RefineMaskHead(MaskHead):
         if len(stage_weights) != 4:
             raise ValueError(f"stage_weights must have 4 entries (14, 28, 56, 112), got {stage_weights}")
         classes = 1 if class_agnostic else num_classes
-        self.roi_size, self.stage_weights, self.semantic_weight = roi_size, tuple(stage_weights), semantic_weight
+        self.mask_size, self.stage_weights, self.semantic_weight = mask_size, tuple(stage_weights), semantic_weight
         self.train_band, self.merge_band = train_band, merge_band
         self.rois_per_image, self.min_iou, self.output_stage, self.seed = rois_per_image, min_iou, output_stage, seed
         self.register_buffer("draw_step", torch.zeros((), dtype=torch.long))
@@ -164,9 +164,9 @@ class RefineMaskHead(MaskHead):
         """(K, 5) rois -> the four stages' logits, (K, 14, 14) ... (K, 112, 112), at ``labels``."""
         s = head_out["stride"]
         strides = [s * 2**k for k in range(len(head_out["pyramid"]))]
-        x = self.instance(multilevel_roi_align(head_out["pyramid"], rois, self.roi_size, strides=strides))
+        x = self.instance(multilevel_roi_align(head_out["pyramid"], rois, self.mask_size, strides=strides))
         sem_probs = head_out["semantic_logit"].sigmoid()
-        out, size = [], self.roi_size
+        out, size = [], self.mask_size
         for stage in self.stages:
             x, logits = stage(x, head_out["semantic"], sem_probs, rois, labels, size, s)
             out.append(logits)
@@ -251,5 +251,5 @@ class RefineMaskHead(MaskHead):
                     maps.append(merge_stages(stages[1:], self.merge_band).sigmoid())
                 else:
                     maps.append(stages[self.output_stage].sigmoid())
-            size = self.roi_size * 2 ** (3 if self.output_stage is None else self.output_stage)
+            size = self.mask_size * 2 ** (3 if self.output_stage is None else self.output_stage)
             det["mask"] = MaskMaps(torch.cat(maps) if maps else boxes.new_zeros((0, size, size)), "box")
