@@ -76,11 +76,11 @@ class Detector(nn.Module):
                 raise ValueError("the model is in training mode and needs targets; call model.eval() for detections")
             losses, positives = self.fcos.losses(fcos_out, targets)
             if self.mask_head is not None:
-                losses.update(self.mask_head.losses(head_out, positives, targets))
+                losses.update(self.mask_head.losses(head_out, fcos_out, positives, targets))
             return losses
         dets = self.fcos.inference(fcos_out, image_sizes or [(h, w)] * len(images))
         if self.mask_head is not None:
-            self.mask_head.predict(head_out, dets)
+            self.mask_head.predict(head_out, fcos_out, dets)
         return dets
 
 

@@ -110,6 +110,10 @@ class FCOSOutput:
     strides: tuple[int, ...]
     padded_size: tuple[int, int]
 
+    def stride_of(self, x: torch.Tensor) -> int:
+        """Input pixels per cell of a (..., H', W') map over the padded input."""
+        return self.padded_size[0] // x.shape[-2]
+
 
 @dataclass
 class Positives:

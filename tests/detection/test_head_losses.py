@@ -57,7 +57,7 @@ def test_meinst_mse_loss_by_hand():
     codec = _pca()
     head = MEInstHead(codec=codec, in_channels=4, num_convs=1, jitter=False)
     codes = _codes(5, torch.Generator().manual_seed(0))
-    loss = head.losses({"codes": codes}, _positives(codes), _targets())["loss_mask"]
+    loss = head.losses({"codes": codes}, None, _positives(codes), _targets())["loss_mask"]
     pred = _picked(codes)
     target = torch.from_numpy(codec.encode(_crops(6)))  # the deterministic codes of the GT crops
     c = torch.tensor([0.5, 1.0, 0.25])
@@ -69,7 +69,7 @@ def test_meinst_mask_loss_by_hand():
     codec = _pca()
     head = MEInstHead(codec=codec, in_channels=4, num_convs=1, loss="mask")
     codes = _codes(5, torch.Generator().manual_seed(1))
-    loss = head.losses({"codes": codes}, _positives(codes), _targets())["loss_mask"]
+    loss = head.losses({"codes": codes}, None, _positives(codes), _targets())["loss_mask"]
     logits = head.codec_module.decode_logits(_picked(codes)).flatten(1)
     crops = torch.from_numpy(_crops(6)).flatten(1).float()
     c = torch.tensor([0.5, 1.0, 0.25])
@@ -83,20 +83,20 @@ def test_meinst_jitter_is_redrawn_every_step_and_reproducible():
     codes = _codes(5, torch.Generator().manual_seed(2))
     pos, tg = _positives(codes), _targets()
     a = MEInstHead(codec=_pca(), in_channels=4, num_convs=1, seed=3)
-    first, second = (a.losses({"codes": codes}, pos, tg)["loss_mask"].item() for _ in range(2))
+    first, second = (a.losses({"codes": codes}, None, pos, tg)["loss_mask"].item() for _ in range(2))
     assert first != second and int(a.jitter_step) == 2  # fresh jitter at every step
     b = MEInstHead(codec=_pca(), in_channels=4, num_convs=1, seed=3)
     b.load_state_dict(a.state_dict())  # a resumed run continues the draws
     c = MEInstHead(codec=_pca(), in_channels=4, num_convs=1, seed=3)
-    c.losses({"codes": codes}, pos, tg)
-    c.losses({"codes": codes}, pos, tg)
-    assert b.losses({"codes": codes}, pos, tg)["loss_mask"].item() == c.losses({"codes": codes}, pos, tg)["loss_mask"].item()
+    c.losses({"codes": codes}, None, pos, tg)
+    c.losses({"codes": codes}, None, pos, tg)
+    assert b.losses({"codes": codes}, None, pos, tg)["loss_mask"].item() == c.losses({"codes": codes}, None, pos, tg)["loss_mask"].item()
 
 
 def test_crmask_cls_loss_and_decode_by_hand():
     head = CRMaskHead(in_channels=4, codec=SVDCodec(mask_size=6, rank=2))
     codes = _codes(2 * (2 * 6 + 1), torch.Generator().manual_seed(4))
-    loss = head.losses({"codes": codes}, _positives(codes), _targets())["loss_mask"]
+    loss = head.losses({"codes": codes}, None, _positives(codes), _targets())["loss_mask"]
     x = _picked(codes)
     u, s, v = x[:, :12].reshape(3, 6, 2), x[:, 12:14], x[:, 14:].reshape(3, 6, 2)
     u_hat = u / torch.sqrt((u * u).sum(1, keepdim=True) + 1e-6)
@@ -108,7 +108,7 @@ def test_crmask_cls_loss_and_decode_by_hand():
     assert loss.item() == pytest.approx((2.0 * (c * bce).sum() / 1.75).item(), rel=1e-5)
     det = {"fpn_levels": torch.tensor([0, 1]), "loc_inds": torch.tensor([1, 0])}
     dets = [det, {"fpn_levels": torch.tensor([1]), "loc_inds": torch.tensor([0])}]
-    head.predict({"codes": codes}, dets)
+    head.predict({"codes": codes}, None, dets)
     torch.testing.assert_close(dets[1]["mask"].maps[0], torch.sigmoid(logits[2]))
     assert dets[0]["mask"].frame == "box" and dets[0]["mask"].maps.shape == (2, 6, 6)
 
@@ -116,7 +116,7 @@ def test_crmask_cls_loss_and_decode_by_hand():
 def test_crmask_reg_mode_by_hand():
     head = CRMaskHead(in_channels=4, codec=SVDCodec(mask_size=6, rank=2, mode="reg"), mask_weight=3.0, sigma_weight=0.5)
     codes = _codes(26, torch.Generator().manual_seed(5))
-    losses = head.losses({"codes": codes}, _positives(codes), _targets())
+    losses = head.losses({"codes": codes}, None, _positives(codes), _targets())
     x = _picked(codes)
     u, s_raw, v = x[:, :12].reshape(3, 6, 2), x[:, 12:14], x[:, 14:].reshape(3, 6, 2)
     crops = torch.from_numpy(_crops(6)).double()
@@ -130,7 +130,7 @@ def test_crmask_reg_mode_by_hand():
     assert losses["loss_sigma"].item() == pytest.approx((0.5 * (c * sig).sum() / 1.75).item(), rel=1e-4)
     dets = [{"fpn_levels": torch.tensor([1]), "loc_inds": torch.tensor([0])}, {"fpn_levels": torch.tensor([1]),
                                                                               "loc_inds": torch.tensor([0])}]
-    head.predict({"codes": codes}, dets)
+    head.predict({"codes": codes}, None, dets)
     expected = compose_units(u[2:], torch.relu(s_raw[2:]) ** 2, v[2:])[0]  # s = ReLU(x)^2, unclamped
     torch.testing.assert_close(dets[1]["mask"].maps[0], expected)
 

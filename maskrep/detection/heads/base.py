@@ -6,10 +6,11 @@ A head is an ``nn.Module`` with three methods, called by :class:`maskrep.detecti
   ones it needs in ``in_features``) and FCOS's outputs (:class:`maskrep.detection.FCOSOutput`:
   box-tower features, locations, strides), everything the head predicts for the batch: dense
   per-location codes, shared maps;
-- ``losses(head_out, positives, targets) -> {name: scalar}``: from FCOS's positives
+- ``losses(head_out, fcos_out, positives, targets) -> {name: scalar}``: from FCOS's positives
   (:class:`maskrep.detection.Positives`: GT index, GT and predicted boxes, strides, centerness
   targets, normalisers) and the targets (``masks``: :class:`maskrep.structures.InstanceMasks`);
-- ``predict(head_out, detections) -> None``: gives each image's detections a ``mask``, a
+  ``fcos_out`` gives the padded input size and the strides;
+- ``predict(head_out, fcos_out, detections) -> None``: gives each image's detections a ``mask``, a
   :class:`MaskMaps` (box-frame S x S maps, or image-frame maps at a stride), which
   :mod:`maskrep.detection.postprocess` turns into full-image masks and COCO RLE.
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...distributed import get_rank
 from ...ops.masks import MASK_THRESHOLD
 from ...structures import InstanceMasks
 from ..fcos import FCOSOutput, Positives, gather_levels
@@ -47,6 +49,10 @@ class MaskMaps:
     frame: str = "box"
     stride: int = 1
     threshold: float = MASK_THRESHOLD
+
+    def select(self, keep) -> MaskMaps:
+        """The maps of the detections ``keep`` picks (indices or a bool mask)."""
+        return MaskMaps(self.maps[keep], self.frame, self.stride, self.threshold)
 
     def __post_init__(self):
         if self.frame not in ("box", "image"):
@@ -89,19 +95,23 @@ class MaskHead(nn.Module):
 
     Helpers: :meth:`at_positives` and :meth:`at_detections` read per-location codes out of dense
     per-level maps; :meth:`weighted_mean` is the centerness-weighted normalisation the FCOS-based
-    methods share.
+    methods share; :meth:`step_generator` and :meth:`sample_positives` draw seeded, resumable
+    randomness; :meth:`zero_loss` is the loss of a batch without positives.
     """
 
     #: FPN levels the head reads from ``features``, by name ("p2" ... "p7").
     in_features: tuple[str, ...] = ()
+    #: seeds :meth:`step_generator` (heads that draw set it from their ``seed`` parameter)
+    seed: int = 0
 
     def forward(self, features: dict[str, torch.Tensor], fcos_out: FCOSOutput) -> dict:
         raise NotImplementedError
 
-    def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def losses(self, head_out: dict, fcos_out: FCOSOutput, positives: Positives,
+               targets: list[dict]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def predict(self, head_out: dict, detections: list[dict]) -> None:
+    def predict(self, head_out: dict, fcos_out: FCOSOutput, detections: list[dict]) -> None:
         raise NotImplementedError
 
     # ---- shared pieces ------------------------------------------------------------------------------
@@ -121,3 +131,32 @@ class MaskHead(nn.Module):
     def weighted_mean(per_instance: torch.Tensor, positives: Positives, scale: float = 1.0) -> torch.Tensor:
         """sum_i c_i l_i / loss_denorm (centerness targets c, their sum averaged over processes)."""
         return scale * (per_instance * positives.gt_ctrs).sum() / positives.loss_denorm
+
+    def step_generator(self, counter: str = "draw_step", device=None) -> torch.Generator:
+        """The generator of this training step, seeded by (``seed``, step, process rank), so that a
+        resumed run draws what an uninterrupted one would; the step counter (a buffer named
+        ``counter``, saved in checkpoints) advances in training."""
+        step = getattr(self, counter)
+        g = torch.Generator(device=device if device is not None else "cpu")
+        g.manual_seed(int(self.seed) * 1_000_003 + int(step) * 7919 + get_rank())
+        if self.training:
+            step += 1
+        return g
+
+    def sample_positives(self, count: int, limit: int, device) -> torch.Tensor:
+        """(P',) indices of at most ``limit`` of ``count`` positives (all when ``limit`` <= 0), drawn
+        from :meth:`step_generator` when there are more."""
+        keep = torch.arange(count, device=device)
+        g = self.step_generator()
+        if 0 < limit < count:
+            keep = keep[torch.randperm(count, generator=g)[:limit].to(device)]
+        return keep
+
+    def zero_loss(self, head_out: dict) -> torch.Tensor:
+        """0, tied to every parameter and every output of the head, so that a batch without
+        positives still gives each parameter a (zero) gradient, as DDP requires."""
+        tensors = [p for p in self.parameters()]
+        for value in head_out.values():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            tensors += [t for t in items if torch.is_tensor(t) and t.is_floating_point()]
+        return sum(t.sum() * 0 for t in tensors)

@@ -10,55 +10,11 @@ from torch.nn import functional as F
 from ...assembly import blend, blend_pooled, unit_attentions
 from ...ops.roi import roi_align
 from ...structures import crop_batch
-from ..backbone import make_norm
 from ..fcos import FCOSOutput, Positives
+from ..layers import BasisModule
 from .base import MaskHead, MaskMaps, gt_masks_of, thing_regions
 
-__all__ = ["BasisModule", "BlendMaskHead"]
-
-
-def _conv_norm_relu(cin: int, cout: int, norm: str | None) -> nn.Sequential:
-    """3x3 conv (no bias before a norm), norm, ReLU; Kaiming-uniform (a = 1) init, as BlendMask's."""
-    conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=not norm)
-    nn.init.kaiming_uniform_(conv.weight, a=1)
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return nn.Sequential(conv, make_norm(norm, cout), nn.ReLU()) if norm else nn.Sequential(conv, nn.ReLU())
-
-
-class BasisModule(nn.Module):
-    """BlendMask's bottom module ("ProtoNet"): K bases at stride 4 from P3-P5, and the auxiliary
-    semantic head on P3 (training only).
-
-    Each level is refined by a 3x3 conv to ``channels``; P4 and P5 are up-sampled bilinearly to P3
-    and summed; ``num_convs`` more convs, x2 bilinear up-sampling, one conv, and a 1x1 conv to
-    ``num_bases`` linear outputs. The semantic head: 2 convs on P3 normalised by ``semantic_norm``
-    (BlendMask: BatchNorm, whatever the tower uses) and a 1x1 conv to ``num_classes + 1`` logits
-    (background first).
-    """
-
-    def __init__(self, in_channels: int, *, num_bases: int = 4, channels: int = 128, num_convs: int = 3,
-                 norm: str | None = "GN", num_classes: int | None = None, num_levels: int = 3,
-                 semantic_norm: str | None = "BN"):
-        super().__init__()
-        self.refine = nn.ModuleList(_conv_norm_relu(in_channels, channels, norm) for _ in range(num_levels))
-        tower = [_conv_norm_relu(channels, channels, norm) for _ in range(num_convs)]
-        tower += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                  _conv_norm_relu(channels, channels, norm), nn.Conv2d(channels, num_bases, 1)]
-        self.tower = nn.Sequential(*tower)
-        self.seg_head = None
-        if num_classes is not None:
-            self.seg_head = nn.Sequential(_conv_norm_relu(in_channels, channels, semantic_norm),
-                                          _conv_norm_relu(channels, channels, semantic_norm),
-                                          nn.Conv2d(channels, num_classes + 1, 1))
-
-    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """[P3, P4, P5] -> bases (B, K, H/4, W/4), semantic logits (B, C + 1, H/8, W/8) in training."""
-        x = self.refine[0](features[0])
-        for refine, f in zip(self.refine[1:], features[1:]):
-            x = x + F.interpolate(refine(f), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        sem = self.seg_head(features[0]) if (self.seg_head is not None and self.training) else None
-        return self.tower(x), sem
+__all__ = ["BlendMaskHead"]
 
 
 class BlendMaskHead(MaskHead):
@@ -118,8 +74,7 @@ class BlendMaskHead(MaskHead):
 
     def forward(self, features: dict[str, torch.Tensor], fcos_out: FCOSOutput) -> dict:
         bases, sem = self.basis([features[k] for k in self.in_features])
-        return {"bases": bases, "semantic": sem, "attns": [self.top_layer(t) for t in fcos_out.bbox_towers],
-                "padded_size": fcos_out.padded_size}
+        return {"bases": bases, "semantic": sem, "attns": [self.top_layer(t) for t in fcos_out.bbox_towers]}
 
     def _attentions(self, flat: torch.Tensor) -> torch.Tensor:
         """(N, channels) per-location outputs -> (N, K, M, M) attention logits."""
@@ -128,13 +83,14 @@ class BlendMaskHead(MaskHead):
             return flat.reshape(-1, k, m, m)
         return unit_attentions(flat, k, m, self.rank)
 
-    def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def losses(self, head_out: dict, fcos_out: FCOSOutput, positives: Positives,
+               targets: list[dict]) -> dict[str, torch.Tensor]:
         bases = head_out["bases"]
         attns = self._attentions(self.at_positives(head_out["attns"], positives))  # (P, K, M, M)
         losses = {}
         masks = gt_masks_of(targets, "BlendMaskHead")
         if len(positives) == 0:
-            losses["loss_mask"] = attns.sum() * 0 + bases.sum() * 0 + sum(a.sum() * 0 for a in head_out["attns"])
+            losses["loss_mask"] = self.zero_loss(head_out)
         else:
             gt_boxes = torch.cat([t["boxes"] for t in targets]).to(bases.device, torch.float32)  # (G, 4)
             gt_images = torch.cat([torch.full((len(t["boxes"]),), float(i)) for i, t in enumerate(targets)])
@@ -147,7 +103,7 @@ class BlendMaskHead(MaskHead):
             losses["loss_mask"] = self.weighted_mean(per, positives, self.mask_weight)
         if head_out["semantic"] is not None:
             sem = head_out["semantic"]  # (B, C + 1, H/8, W/8)
-            target = self.semantic_target(targets, masks, head_out["padded_size"], tuple(sem.shape[-2:]))
+            target = self.semantic_target(targets, masks, fcos_out.padded_size, tuple(sem.shape[-2:]))
             losses["loss_semantic"] = self.semantic_weight * F.cross_entropy(sem, target.to(sem.device))
         return losses
 
@@ -167,7 +123,7 @@ class BlendMaskHead(MaskHead):
         return target
 
     @torch.no_grad()
-    def predict(self, head_out: dict, detections: list[dict]) -> None:
+    def predict(self, head_out: dict, fcos_out: FCOSOutput, detections: list[dict]) -> None:
         bases = head_out["bases"]
         for i, det in enumerate(detections):
             attns = self._attentions(self.at_detections(head_out["attns"], det, i).float())

@@ -9,10 +9,9 @@ from torch.nn import functional as F
 
 from ...assembly import shape_saliency
 from ...assembly.embedding import box_cells
-from ...distributed import get_rank
 from ..fcos import FCOSOutput, Positives
+from ..layers import BasisModule
 from .base import MaskHead, MaskMaps, gt_masks_of
-from .blendmask import BasisModule
 
 __all__ = ["CenterMaskHead"]
 
@@ -77,9 +76,7 @@ class CenterMaskHead(MaskHead):
 
     def forward(self, features: dict[str, torch.Tensor], fcos_out: FCOSOutput) -> dict:
         saliency, _ = self.saliency_branch([features[k] for k in self.in_features])  # (B, C or 1, H/4, W/4)
-        stride = fcos_out.padded_size[0] // saliency.shape[-2]
-        return {"shapes": [self.shape_pred(t) for t in fcos_out.bbox_towers], "saliency": saliency, "stride": stride,
-                "padded_size": fcos_out.padded_size}
+        return {"shapes": [self.shape_pred(t) for t in fcos_out.bbox_towers], "saliency": saliency}
 
     def _assemble(self, saliency: torch.Tensor, shapes: torch.Tensor, boxes: torch.Tensor, images: torch.Tensor,
                   labels: torch.Tensor, stride: int) -> torch.Tensor:
@@ -90,24 +87,21 @@ class CenterMaskHead(MaskHead):
         s = self.mask_size
         return shape_saliency(shapes.reshape(-1, s, s), maps, boxes, which, stride=stride)
 
-    def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def losses(self, head_out: dict, fcos_out: FCOSOutput, positives: Positives,
+               targets: list[dict]) -> dict[str, torch.Tensor]:
         saliency = head_out["saliency"]
         masks = gt_masks_of(targets, "CenterMaskHead")
-        keep = torch.arange(len(positives), device=saliency.device)
-        if 0 < self.max_proposals < len(keep):
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.draw_step) * 7919 + get_rank())
-            keep = keep[torch.randperm(len(keep), generator=g)[: self.max_proposals].to(keep.device)]
-        if self.training:
-            self.draw_step += 1
+        keep = self.sample_positives(len(positives), self.max_proposals, saliency.device)
         shapes = self.at_positives(head_out["shapes"], positives)[keep]
         if len(keep) == 0:
-            return {"loss_mask": saliency.sum() * 0 + sum(x.sum() * 0 for x in head_out["shapes"])}
+            return {"loss_mask": self.zero_loss(head_out)}
         boxes = positives.gt_boxes[keep]
+        stride = fcos_out.stride_of(saliency)
         probs = self._assemble(saliency, shapes, boxes, positives.im_inds[keep], positives.labels[keep],
-                               head_out["stride"])  # (P', H/4, W/4)
-        gt = torch.cat([torch.from_numpy(m.to_bitmap(head_out["stride"], head_out["padded_size"])) for m in masks])
+                               stride)  # (P', H/4, W/4)
+        gt = torch.cat([torch.from_numpy(m.to_bitmap(stride, fcos_out.padded_size)) for m in masks])
         target = gt.to(probs.device)[positives.gt_inds[keep]].float()
-        inside = box_cells(boxes.to(probs.dtype), *probs.shape[-2:], head_out["stride"]).to(probs.dtype)
+        inside = box_cells(boxes.to(probs.dtype), *probs.shape[-2:], stride).to(probs.dtype)
         bce = F.binary_cross_entropy(probs.clamp(1e-6, 1 - 1e-6), target, reduction="none")
         per = (bce * inside).sum((1, 2)) / inside.sum((1, 2)).clamp(min=1.0)
         c = positives.gt_ctrs[keep]
@@ -115,11 +109,12 @@ class CenterMaskHead(MaskHead):
         return {"loss_mask": self.mask_weight * scale * (c * per).sum() / positives.loss_denorm}
 
     @torch.no_grad()
-    def predict(self, head_out: dict, detections: list[dict]) -> None:
+    def predict(self, head_out: dict, fcos_out: FCOSOutput, detections: list[dict]) -> None:
         saliency = head_out["saliency"]
+        stride = fcos_out.stride_of(saliency)
         for i, det in enumerate(detections):
             shapes = self.at_detections(head_out["shapes"], det, i).float()
             images = torch.zeros_like(det["labels"])
             probs = self._assemble(saliency[i : i + 1].float(), shapes, det["boxes"].float(), images, det["labels"],
-                                   head_out["stride"])
-            det["mask"] = MaskMaps(probs, "image", stride=head_out["stride"], threshold=self.threshold)
+                                   stride)
+            det["mask"] = MaskMaps(probs, "image", stride=stride, threshold=self.threshold)

@@ -67,10 +67,11 @@ class CRMaskHead(MaskHead):
         # codes in the SVD codec's layout: U (S k, row-major over (S, k)), s (k), V (S k)
         return {"codes": [torch.cat([self.u_pred(t), self.s_pred(t), self.v_pred(t)], 1) for t in fcos_out.bbox_towers]}
 
-    def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def losses(self, head_out: dict, fcos_out: FCOSOutput, positives: Positives,
+               targets: list[dict]) -> dict[str, torch.Tensor]:
         codes = self.at_positives(head_out["codes"], positives).float()  # (P, k (2S + 1))
         if len(positives) == 0:
-            zero = codes.sum() * 0 + sum(c.sum() * 0 for c in head_out["codes"])
+            zero = self.zero_loss(head_out)
             return {"loss_mask": zero} if self.mode == "cls" else {"loss_mask": zero, "loss_sigma": zero}
         crops = crop_batch(gt_masks_of(targets, "CRMaskHead"), positives.gt_inds, positives.gt_boxes,
                            self.mask_size).float()  # (P, S, S)
@@ -91,7 +92,7 @@ class CRMaskHead(MaskHead):
                 "loss_sigma": self.weighted_mean(per_sigma, positives, self.sigma_weight)}
 
     @torch.no_grad()
-    def predict(self, head_out: dict, detections: list[dict]) -> None:
+    def predict(self, head_out: dict, fcos_out: FCOSOutput, detections: list[dict]) -> None:
         for i, det in enumerate(detections):
             codes = self.at_detections(head_out["codes"], det, i).float()
             det["mask"] = MaskMaps(self.decoder.paste_maps(codes), "box")

@@ -10,12 +10,11 @@ from torch import nn
 
 from ...assembly import embedding_coupling, margin_bias
 from ...assembly.embedding import box_cells
-from ...distributed import get_rank
 from ...ops.resample import aligned_bilinear
 from ..fcos import FCOSOutput, Positives, compute_locations
+from ..layers import conv_norm_relu
 from ..losses import lovasz_hinge, sigmoid_focal_loss
 from .base import MaskHead, MaskMaps, gt_masks_of
-from .blendmask import _conv_norm_relu
 
 __all__ = ["EmbedMaskHead"]
 
@@ -87,8 +86,8 @@ class EmbedMaskHead(MaskHead):
         self.margin_reduce, self.seed = margin_reduce, seed
         self.register_buffer("draw_step", torch.zeros((), dtype=torch.long))
         # pixel branch: P3-P5 refined, P4/P5 up-sampled to P3 and summed, a tower, the embedding
-        self.refine = nn.ModuleList(_conv_norm_relu(in_channels, branch_channels, norm) for _ in range(3))
-        self.tower = nn.Sequential(*[_conv_norm_relu(branch_channels, branch_channels, norm)
+        self.refine = nn.ModuleList(conv_norm_relu(in_channels, branch_channels, norm) for _ in range(3))
+        self.tower = nn.Sequential(*[conv_norm_relu(branch_channels, branch_channels, norm)
                                      for _ in range(branch_convs)],
                                    nn.Conv2d(branch_channels, branch_channels, 3, 1, 1))
         self.pixel_embed = _Embed(branch_channels, embed_dim)
@@ -101,8 +100,8 @@ class EmbedMaskHead(MaskHead):
         self.proposal_embed = _Embed(128, embed_dim)
         self.seg_head = None
         if num_classes is not None and semantic_weight > 0:
-            self.seg_head = nn.Sequential(_conv_norm_relu(in_channels, branch_channels, norm),
-                                          _conv_norm_relu(branch_channels, branch_channels, norm),
+            self.seg_head = nn.Sequential(conv_norm_relu(in_channels, branch_channels, norm),
+                                          conv_norm_relu(branch_channels, branch_channels, norm),
                                           _conv(branch_channels, num_classes, k=1, bias=-math.log((1 - 0.01) / 0.01)))
 
     def forward(self, features: dict[str, torch.Tensor], fcos_out: FCOSOutput) -> dict:
@@ -111,8 +110,7 @@ class EmbedMaskHead(MaskHead):
         for refine, key in zip(self.refine[1:], ("p4", "p5")):
             y = refine(features[key])
             x = x + aligned_bilinear(y, x.shape[-2] // y.shape[-2])
-        stride = fcos_out.padded_size[0] // p3.shape[-2]
-        pixel = self.pixel_embed(self.tower(x), stride)  # (B, D, H/8, W/8)
+        pixel = self.pixel_embed(self.tower(x), fcos_out.stride_of(p3))  # (B, D, H/8, W/8)
         codes = []
         for lvl, (t, s) in enumerate(zip(fcos_out.bbox_towers, fcos_out.strides)):
             m = self.margin_conv(t / self.margin_reduce)
@@ -120,7 +118,7 @@ class EmbedMaskHead(MaskHead):
                                  torch.exp(self.free_margin(m))], 1)
             codes.append(torch.cat([self.proposal_embed(self.embed_conv(t), s), margins], 1))  # (B, 2D, H, W)
         sem = self.seg_head(p3) if (self.seg_head is not None and self.training) else None
-        return {"pixel": pixel, "stride": stride, "codes": codes, "semantic": sem, "padded_size": fcos_out.padded_size}
+        return {"pixel": pixel, "codes": codes, "semantic": sem}
 
     def _probs(self, pixel: torch.Tensor, codes: torch.Tensor, im_inds: torch.Tensor) -> torch.Tensor:
         """(N, H/4, W/4) probabilities: the coupling at the pixel map's stride, up-sampled x2."""
@@ -128,40 +126,36 @@ class EmbedMaskHead(MaskHead):
         probs = embedding_coupling(pixel, codes[:, :d], codes[:, d:], im_inds)
         return aligned_bilinear(probs, 2)
 
-    def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def losses(self, head_out: dict, fcos_out: FCOSOutput, positives: Positives,
+               targets: list[dict]) -> dict[str, torch.Tensor]:
         pixel, codes_per_level = head_out["pixel"], head_out["codes"]
         masks = gt_masks_of(targets, "EmbedMaskHead")
         losses = {}
-        keep = torch.arange(len(positives), device=pixel.device)
-        if 0 < self.max_proposals < len(keep):
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.draw_step) * 7919 + get_rank())
-            keep = keep[torch.randperm(len(keep), generator=g)[: self.max_proposals].to(keep.device)]
-        if self.training:
-            self.draw_step += 1
+        keep = self.sample_positives(len(positives), self.max_proposals, pixel.device)
         codes = self.at_positives(codes_per_level, positives)[keep]  # (P', 2D)
         if len(keep) == 0:
-            losses["loss_mask"] = pixel.sum() * 0 + sum(c.sum() * 0 for c in codes_per_level)
+            losses["loss_mask"] = self.zero_loss(head_out)
         else:
             probs = self._probs(pixel, codes, positives.im_inds[keep])  # (P', H/4, W/4)
-            stride = head_out["stride"] // 2
-            gt = torch.cat([torch.from_numpy(m.to_bitmap(stride, head_out["padded_size"])) for m in masks])
+            stride = fcos_out.stride_of(probs)
+            gt = torch.cat([torch.from_numpy(m.to_bitmap(stride, fcos_out.padded_size)) for m in masks])
             target = gt.to(probs.device)[positives.gt_inds[keep]].flatten(1)
             p = probs.flatten(1).clamp(1e-6, 1 - 1e-6)
             losses["loss_mask"] = self.mask_weight * lovasz_hinge(torch.log(p) - torch.log(1 - p), target).mean()
         if head_out["semantic"] is not None:
-            losses["loss_semantic"] = self.semantic_weight * self._semantic_loss(head_out, targets, masks)
+            losses["loss_semantic"] = self.semantic_weight * self._semantic_loss(head_out["semantic"], fcos_out,
+                                                                                 targets, masks)
         return losses
 
-    def _semantic_loss(self, head_out: dict, targets: list[dict], masks) -> torch.Tensor:
+    def _semantic_loss(self, sem: torch.Tensor, fcos_out: FCOSOutput, targets: list[dict], masks) -> torch.Tensor:
         """Focal loss of the class map: each pixel takes the class of the smallest instance (by mask
         area) covering it, sampled at the map's stride (offset stride // 2), / the positive entries."""
-        sem = head_out["semantic"]  # (B, C, H/8, W/8)
-        onehot = torch.zeros_like(sem)
-        stride = head_out["padded_size"][0] // sem.shape[-2]
+        onehot = torch.zeros_like(sem)  # (B, C, H/8, W/8)
+        stride = fcos_out.stride_of(sem)
         for i, (t, m) in enumerate(zip(targets, masks)):
             if not len(m):
                 continue
-            full = torch.from_numpy(m.to_bitmap(1, head_out["padded_size"]))  # (G, Hp, Wp) bool
+            full = torch.from_numpy(m.to_bitmap(1, fcos_out.padded_size))  # (G, Hp, Wp) bool
             area = full.flatten(1).sum(1).float()  # (G,) mask areas at full resolution
             sampled = full[:, stride // 2 :: stride, stride // 2 :: stride][:, : sem.shape[-2], : sem.shape[-1]]
             big = torch.where(sampled, area[:, None, None], torch.tensor(float("inf")))  # (G, H/8, W/8)
@@ -172,12 +166,12 @@ class EmbedMaskHead(MaskHead):
         return sigmoid_focal_loss(sem.float(), onehot) / onehot.sum().clamp(min=1.0)
 
     @torch.no_grad()
-    def predict(self, head_out: dict, detections: list[dict]) -> None:
+    def predict(self, head_out: dict, fcos_out: FCOSOutput, detections: list[dict]) -> None:
         pixel = head_out["pixel"]
-        stride = head_out["stride"] // 2
         for i, det in enumerate(detections):
             codes = self.at_detections(head_out["codes"], det, i).float()
             probs = self._probs(pixel[i : i + 1].float(), codes, None)  # (n, H/4, W/4)
+            stride = fcos_out.stride_of(probs)
             if self.restrict_to_box and len(codes):
                 pad = self.box_margin * stride
                 boxes = det["boxes"].float() + torch.tensor([-pad, -pad, pad, pad], device=probs.device)

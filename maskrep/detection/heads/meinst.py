@@ -9,7 +9,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...codecs import MaskCodec
-from ...distributed import get_rank
 from ...structures import crop_batch
 from ..backbone import conv_tower
 from ..fcos import FCOSOutput, Positives
@@ -83,15 +82,13 @@ class MEInstHead(MaskHead):
     def _targets(self, masks: torch.Tensor) -> torch.Tensor:
         if not self.jitter:
             return self.codec_module.encode(masks)
-        g = torch.Generator(device=masks.device)
-        g.manual_seed(self.seed * 1_000_003 + int(self.jitter_step) * 7919 + get_rank())
-        self.jitter_step += 1
-        return self.codec_module.jittered_targets(masks, g)
+        return self.codec_module.jittered_targets(masks, self.step_generator("jitter_step", masks.device))
 
-    def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def losses(self, head_out: dict, fcos_out: FCOSOutput, positives: Positives,
+               targets: list[dict]) -> dict[str, torch.Tensor]:
         pred = self.at_positives(head_out["codes"], positives)  # (P, D)
         if len(positives) == 0:
-            return {"loss_mask": pred.sum() * 0 + sum(c.sum() * 0 for c in head_out["codes"])}
+            return {"loss_mask": self.zero_loss(head_out)}
         crops = crop_batch(gt_masks_of(targets, "MEInstHead"), positives.gt_inds, positives.gt_boxes,
                            self.codec.mask_size)  # (P, S, S) bool
         c = positives.gt_ctrs
@@ -107,7 +104,7 @@ class MEInstHead(MaskHead):
         return {"loss_mask": (c * per).sum() / denom}
 
     @torch.no_grad()
-    def predict(self, head_out: dict, detections: list[dict]) -> None:
+    def predict(self, head_out: dict, fcos_out: FCOSOutput, detections: list[dict]) -> None:
         for i, det in enumerate(detections):
             codes = self.at_detections(head_out["codes"], det, i).float()  # (n, D)
             det["mask"] = MaskMaps(self.codec_module.paste_maps(codes), "box")

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...distributed import get_rank
 from ...ops.boundary import boundary_band
 from ...ops.masks import binarize
 from ...ops.roi import multilevel_roi_align, roi_align
@@ -156,13 +155,13 @@ class RefineMaskHead(MaskHead):
 
     def forward(self, features: dict[str, torch.Tensor], fcos_out: FCOSOutput) -> dict:
         sem = self.semantic(features["p2"])  # (B, C, H/4, W/4)
-        stride = fcos_out.padded_size[0] // sem.shape[-2]
         return {"pyramid": [features[k] for k in self.in_features], "semantic": sem,
-                "semantic_logit": self.semantic_logit(sem), "stride": stride, "padded_size": fcos_out.padded_size}
+                "semantic_logit": self.semantic_logit(sem)}
 
-    def _stage_logits(self, head_out: dict, rois: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
-        """(K, 5) rois -> the four stages' logits, (K, 14, 14) ... (K, 112, 112), at ``labels``."""
-        s = head_out["stride"]
+    def _stage_logits(self, head_out: dict, stride: int, rois: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
+        """(K, 5) rois -> the four stages' logits, (K, 14, 14) ... (K, 112, 112), at ``labels``; ``stride``:
+        that of the finest level (P2)."""
+        s = stride
         strides = [s * 2**k for k in range(len(head_out["pyramid"]))]
         x = self.instance(multilevel_roi_align(head_out["pyramid"], rois, self.mask_size, strides=strides))
         sem_probs = head_out["semantic_logit"].sigmoid()
@@ -185,9 +184,7 @@ class RefineMaskHead(MaskHead):
         boxes = torch.cat([gt_boxes, positives.pred_boxes[good]])
         images = torch.cat([gt_images, positives.im_inds[good]])
         gt_inds = torch.cat([torch.arange(len(gt_boxes), device=gt_boxes.device), positives.gt_inds[good]])
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.draw_step) * 7919 + get_rank())
-        if self.training:
-            self.draw_step += 1
+        g = self.step_generator()
         keep = []
         for i in range(len(targets)):
             sel = torch.nonzero(images == i).squeeze(1)
@@ -203,16 +200,16 @@ class RefineMaskHead(MaskHead):
                                 1)
         return torch.cat([images[:, None].to(boxes.dtype), boxes], 1), gt_inds[keep]
 
-    def losses(self, head_out: dict, positives: Positives, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def losses(self, head_out: dict, fcos_out: FCOSOutput, positives: Positives,
+               targets: list[dict]) -> dict[str, torch.Tensor]:
         masks = gt_masks_of(targets, "RefineMaskHead")
         labels_all = torch.cat([t["labels"] for t in targets]).to(head_out["semantic"].device)
         rois, gt_inds = self._training_rois(positives, targets)
         losses = {}
         if len(rois) == 0:
-            zero = sum(p.sum() * 0 for p in self.parameters())
-            losses["loss_mask"] = zero + head_out["semantic"].sum() * 0
+            losses["loss_mask"] = self.zero_loss(head_out)
         else:
-            stages = self._stage_logits(head_out, rois, labels_all[gt_inds])
+            stages = self._stage_logits(head_out, fcos_out.stride_of(head_out["semantic"]), rois, labels_all[gt_inds])
             sizes = [z.shape[-1] for z in stages]
             targets_k = [crop_batch(masks, gt_inds, rois[:, 1:], s).float() for s in sizes]
             w = self.stage_weights
@@ -233,20 +230,21 @@ class RefineMaskHead(MaskHead):
         sem_target = torch.zeros_like(logit)
         for i, m in enumerate(masks):
             if len(m):
-                full = torch.from_numpy(m.to_bitmap(1, head_out["padded_size"]).any(0)).float()[None, None]
+                full = torch.from_numpy(m.to_bitmap(1, fcos_out.padded_size).any(0)).float()[None, None]
                 sem_target[i] = binarize(F.interpolate(full, size=logit.shape[-2:], mode="bilinear",
                                                        align_corners=False)[0].to(logit.device))
         losses["loss_semantic"] = self.semantic_weight * F.binary_cross_entropy_with_logits(logit, sem_target)
         return losses
 
     @torch.no_grad()
-    def predict(self, head_out: dict, detections: list[dict], chunk: int = 100) -> None:
+    def predict(self, head_out: dict, fcos_out: FCOSOutput, detections: list[dict], chunk: int = 100) -> None:
+        stride = fcos_out.stride_of(head_out["semantic"])
         for i, det in enumerate(detections):
             boxes = det["boxes"].float()
             rois = torch.cat([boxes.new_full((len(boxes), 1), float(i)), boxes], 1)
             maps = []
             for s in range(0, len(rois), chunk):
-                stages = self._stage_logits(head_out, rois[s : s + chunk], det["labels"][s : s + chunk])
+                stages = self._stage_logits(head_out, stride, rois[s : s + chunk], det["labels"][s : s + chunk])
                 if self.output_stage is None:
                     maps.append(merge_stages(stages[1:], self.merge_band).sigmoid())
                 else:
