@@ -132,3 +132,32 @@ def test_fit_takes_each_codecs_own_defaults_and_parameters(synthetic, tmp_path, 
         main(["fit", "pca", "--help"])
     text = capsys.readouterr().out
     assert e.value.code == 0 and "--no-whiten" in text and "(default: 60)" in text
+
+
+def test_predict_writes_pictures_and_the_coco_results_of_evaluation(synthetic, tmp_path):
+    """A tiny model with a mask head trained one step: predict draws each input and writes the
+    result dicts evaluation writes, with the file name."""
+    from pathlib import Path
+
+    ann, images = synthetic["train"]
+    tiny = str(Path(__file__).resolve().parents[1] / "experiments" / "fcos" / "fcos_tiny.py")
+    config = tmp_path / "tiny_crmask.py"
+    config.write_text("from maskrep.engine import recipe\n"
+                      f"cfg, _ = recipe.load_config({tiny!r})\n"
+                      "cfg['data']['with_masks'] = True\n"
+                      "cfg['model']['mask_head'] = {'name': 'crmask', 'codec': 'svd:mask_size=6,rank=2'}\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--data", ann, images, "--out", str(out), "data.num_images=2",
+                 "solver.max_iter=1", "model.fcos.score_thresh=0.0"]) == 0
+    pictures = sorted(Path(images).glob("*.jpg"))[:2]
+    results = tmp_path / "r.json"
+    assert main(["predict", "--checkpoint", str(out / "model_final.pth"), "--input", *map(str, pictures),
+                 "--output", str(tmp_path / "pics"), "--json", str(results), "--score-thresh", "0"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == sorted(p.stem + ".png" for p in pictures)
+    rows = json.loads(results.read_text())
+    assert rows and {r["file_name"] for r in rows} <= {p.name for p in pictures}
+    assert set(rows[0]) == {"image_id", "category_id", "bbox", "score", "segmentation", "file_name"}
+    from PIL import Image
+
+    sizes = {p.name: [Image.open(p).height, Image.open(p).width] for p in pictures}
+    assert all(r["segmentation"]["size"] == sizes[r["file_name"]] for r in rows)

@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from .._io import atomic_write_json
 from ..data.detection import collate, read_image, resize_image
-from ..detection.postprocess import masks_in_image, rles_in_image, scale_boxes
+from ..detection.postprocess import masks_in_image, scale_boxes
+from .evaluation import detections_to_coco
 from .recipe import load_model
 
 __all__ = ["predict"]
@@ -31,7 +32,7 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
         from 1, and its ``file_name``; ``category_id`` from the training data).
     score_thresh : detections below this score are neither drawn nor written.
 
-    Returns the COCO-format results of all images.
+    Returns the COCO-format results of all images (empty without ``json_path``).
     """
     from PIL import Image
 
@@ -56,24 +57,19 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
         size, orig = (resized.height, resized.width), (img.height, img.width)
         det = model(images.to(device), image_sizes=[size])[0]
         keep = det["scores"] >= score_thresh
-        boxes = scale_boxes(det["boxes"][keep], size, orig)
-        masks, rles = None, None
-        if "mask" in det:
-            mask = det["mask"]
-            mask = type(mask)(mask.maps[keep], mask.frame, mask.stride, mask.threshold)
-            masks = masks_in_image(mask, det["boxes"][keep], size, orig)
-            rles = rles_in_image(mask, det["boxes"][keep], size, orig) if json_path else None
-        scores, labels = det["scores"][keep].cpu().numpy(), det["labels"][keep].cpu().numpy()
+        det = {k: (v.select(keep) if k == "mask" else v[keep]) if k in ("boxes", "scores", "labels", "mask") else v
+               for k, v in det.items()}
+        boxes = scale_boxes(det["boxes"], size, orig)
+        masks = masks_in_image(det["mask"], det["boxes"], size, orig) if "mask" in det else None
+        scores, labels = det["scores"].cpu().numpy(), det["labels"].cpu().numpy()
         picture = draw_detections(np.asarray(img), boxes, masks, labels, scores, names)
         stem = os.path.splitext(os.path.basename(path))[0]
         Image.fromarray(picture).save(os.path.join(output_dir, f"{stem}.png"))
-        for k in range(len(scores)):
-            x0, y0, x1, y1 = (float(v) for v in boxes[k])
-            res = {"image_id": index, "file_name": os.path.basename(path), "category_id": int(category_ids[labels[k]]),
-                   "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(scores[k])}
-            if rles is not None:
-                res["segmentation"] = rles[k]
-            results.append(res)
+        if json_path:
+            target = {"size": size, "orig_size": orig, "image_id": index}
+            for res in detections_to_coco(det, target, category_ids):
+                res["file_name"] = os.path.basename(path)
+                results.append(res)
     if json_path:
         atomic_write_json(json_path, results)
     return results
