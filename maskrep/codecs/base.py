@@ -30,8 +30,10 @@ FIT_CHUNK = 65536
 #: What a codec may declare in ``capabilities`` beyond the contract:
 #: "jitter": ``encode_jittered(masks, rng)`` and its module's ``jittered_targets(masks, generator)``
 #: (MEInst's noisy logit targets); "resume": ``fit(..., checkpoint=path)`` keeps a training state
-#: there and resumes from it.
-CAPABILITIES = ("jitter", "resume")
+#: there and resumes from it; "paste": ``paste_rle`` draws the decoded shape in the image itself
+#: (a contour codec fills its polygon) instead of pasting an S x S map, so a head should hand it the
+#: codes (:class:`maskrep.detection.heads.MaskMaps` frame "codes").
+CAPABILITIES = ("jitter", "paste", "resume")
 
 #: name -> codec class. Filled explicitly in ``maskrep/codecs/__init__.py``.
 CODECS: dict[str, type] = {}

@@ -212,6 +212,8 @@ class ContourCodecBase(MaskCodec):
     """Shared by the contour codecs: encoding goes through the traced outer boundary (numpy),
     decoding through a polygon (torch, differentiable), and pasting fills the polygon in the image."""
 
+    capabilities = frozenset({"paste"})
+
     def encode_numpy(self, masks: np.ndarray) -> np.ndarray:
         """(N, S, S) bool -> (N, D) float32 codes."""
         loops = outer_contours(masks)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..ops.masks import paste_masks
+from ..ops.masks import binarize, paste_masks
 from ..ops.resample import aligned_bilinear
 from .heads.base import MaskMaps
 
@@ -50,11 +50,18 @@ def masks_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_si
     EmbedMask's detectron2 port do, each map is up-sampled to the padded input with
     :func:`maskrep.ops.aligned_bilinear` (cell i lands on pixel i s + s // 2, the pixel the training
     targets sample), cropped to the unpadded input and resized bilinearly (``align_corners=False``)
-    to the original image; the port thresholds with > 0.5, maskrep with >= ``threshold``.
+    to the original image; the port thresholds with > 0.5, maskrep with >= ``threshold``. Codes
+    frame: the codec pastes the codes into the scaled boxes itself (``codec.paste_rle``).
     """
     n = mask.maps.shape[0]
     big_h, big_w = output_size
-    if mask.frame == "box":
+    if mask.frame == "codes":
+        from ..ops.rle import rle_to_mask
+
+        rles = mask.codec.paste_rle(mask.maps.detach().float().cpu(), scale_boxes(boxes, input_size, output_size),
+                                    output_size, threshold=mask.threshold)
+        masks = np.stack([rle_to_mask(r) for r in rles]) if rles else np.zeros((0, big_h, big_w), dtype=bool)
+    elif mask.frame == "box":
         out_boxes = scale_boxes(boxes, input_size, output_size)
         maps = mask.maps.detach().double().cpu().numpy()
         masks = paste_masks(maps, out_boxes, (big_h, big_w), threshold=mask.threshold)
@@ -69,7 +76,7 @@ def masks_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_si
                                  f"not cover the input of size {(h, w)}")
             if (h, w) != (big_h, big_w):
                 up = F.interpolate(up[:, None], size=(big_h, big_w), mode="bilinear", align_corners=False)[:, 0]
-            masks[s : s + chunk] = (up >= mask.threshold).cpu().numpy()
+            masks[s : s + chunk] = binarize(up, mask.threshold).cpu().numpy()
     if flipped:
         masks = np.ascontiguousarray(masks[:, :, ::-1])
     return masks
@@ -80,11 +87,15 @@ def rles_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_siz
     """One image's detection masks at the original size as COCO RLEs (``{"size", "counts": str}``).
 
     Box-frame maps are pasted straight to RLE (:func:`maskrep.ops.paste_masks_to_rle`: the runs of
-    the pixels each box reaches, byte for byte the encoding of :func:`masks_in_image`'s masks);
-    image-frame maps, and flipped inputs, go through the dense masks.
+    the pixels each box reaches, byte for byte the encoding of :func:`masks_in_image`'s masks), and
+    codes by their codec (``codec.paste_rle``); image-frame maps, and flipped inputs, go through
+    the dense masks.
     """
     from ..ops.rle import mask_to_rle, paste_masks_to_rle
 
+    if mask.frame == "codes" and not flipped:
+        return mask.codec.paste_rle(mask.maps.detach().float().cpu(), scale_boxes(boxes, input_size, output_size),
+                                    output_size, threshold=mask.threshold)
     if mask.frame == "box" and not flipped:
         maps = mask.maps.detach().double().cpu().numpy()
         return paste_masks_to_rle(maps, scale_boxes(boxes, input_size, output_size), output_size,

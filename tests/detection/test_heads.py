@@ -176,3 +176,28 @@ def test_meinst_code_init():
     assert torch.equal(get_head("meinst", in_channels=16, codec=_pca(), num_convs=1).mask_pred.bias, torch.zeros(6))
     with pytest.raises(ValueError, match="code_init must be 'zero' or 'ellipse', got 'disc'"):
         get_head("meinst", in_channels=16, codec=codec, code_init="disc")
+
+
+@pytest.mark.parametrize("name", ["meinst/contour"])
+def test_contour_codec_head_masks_are_its_codecs_polygon_fill(name, batch):
+    """The head's masks at image resolution are the codec's decoded polygons filled in the image
+    (pycocotools' rule), not a resampled S x S map: what ``maskrep reconstruct`` measures."""
+    from maskrep.detection.postprocess import masks_in_image, scale_boxes
+    from maskrep.ops import polygons_to_masks, rle_to_mask
+
+    ds, (images, targets) = batch
+    model = _model(name).eval()
+    model.fcos.score_thresh = 0.0
+    with torch.no_grad():
+        det = model(images, image_sizes=[t["size"] for t in targets])[0]
+    t, mask = targets[0], det["mask"]
+    assert mask.frame == "codes" and mask.maps.shape == (len(det["boxes"]), 12)
+    codec = model.mask_head.codec
+    boxes = scale_boxes(det["boxes"], t["size"], t["orig_size"])  # (n, 4) in the original image
+    polys = codec.decode_polygons(mask.maps)  # (n, P, 2) box units
+    in_image = boxes[:, None, :2] + polys * (boxes[:, None, 2:] - boxes[:, None, :2])
+    expected = polygons_to_masks([[p] for p in in_image], *t["orig_size"])
+    got = masks_in_image(mask, det["boxes"], t["size"], t["orig_size"])
+    assert expected.any() and np.array_equal(got, expected)
+    rles = [r["segmentation"] for r in detections_to_coco(det, t, ds.category_ids)]
+    assert np.array_equal(np.stack([rle_to_mask(r) for r in rles]), expected)

@@ -38,26 +38,34 @@ class MaskMaps:
     """One image's n detection masks before pasting.
 
     maps : Tensor of shape (n, S, S) when ``frame == "box"`` (each map stretched over its
-        detection's box), or (n, H', W') when ``frame == "image"`` (over the padded input, one
-        cell per ``stride`` pixels).
-    frame : "box" or "image"
+        detection's box), (n, H', W') when ``frame == "image"`` (over the padded input, one cell
+        per ``stride`` pixels), or (n, D) codes when ``frame == "codes"``: ``codec`` pastes them
+        into the boxes itself (:meth:`maskrep.codecs.MaskCodec.paste_rle`; a contour codec fills its
+        polygon in the image), so the head's masks are exactly what the codec decodes.
+    frame : "box", "image" or "codes"
     stride : input pixels per map cell ("image" frame).
     threshold : a pixel is foreground where the resampled map is >= threshold.
+    codec : the codec of the "codes" frame.
     """
 
     maps: torch.Tensor
     frame: str = "box"
     stride: int = 1
     threshold: float = MASK_THRESHOLD
+    codec: object = None
 
     def select(self, keep) -> MaskMaps:
         """The maps of the detections ``keep`` picks (indices or a bool mask)."""
-        return MaskMaps(self.maps[keep], self.frame, self.stride, self.threshold)
+        return MaskMaps(self.maps[keep], self.frame, self.stride, self.threshold, self.codec)
 
     def __post_init__(self):
-        if self.frame not in ("box", "image"):
-            raise ValueError(f"frame must be 'box' or 'image', got {self.frame!r}")
-        if self.maps.dim() != 3:
+        if self.frame not in ("box", "image", "codes"):
+            raise ValueError(f"frame must be 'box', 'image' or 'codes', got {self.frame!r}")
+        if self.frame == "codes":
+            if self.codec is None or self.maps.dim() != 2:
+                raise ValueError("the 'codes' frame needs (n, D) codes and the codec that pastes them, got shape "
+                                 f"{tuple(self.maps.shape)} and codec {self.codec!r}")
+        elif self.maps.dim() != 3:
             raise ValueError(f"maps must be (n, S, S) or (n, H', W'), got shape {tuple(self.maps.shape)}")
 
 

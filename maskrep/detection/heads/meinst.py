@@ -44,7 +44,9 @@ class MEInstHead(MaskHead):
     "positive box", location ∓ target distances, which is the GT box). MEInst picks the GT by an
     IoU matcher between GT and positive boxes; FCOS's ``gt_inds`` is that same GT except when two
     GTs share a box exactly (docs/methods.md §2.3). Inference decodes each detection's code and
-    pastes it into the detection's box.
+    pastes it into the detection's box; a codec with the "paste" capability (the contour codecs)
+    pastes its codes itself (it fills its polygon at image resolution), so the head's masks are the
+    ones ``maskrep reconstruct`` measures.
     """
 
     in_features = ("p3", "p4", "p5", "p6", "p7")
@@ -107,4 +109,7 @@ class MEInstHead(MaskHead):
     def predict(self, head_out: dict, fcos_out: FCOSOutput, detections: list[dict]) -> None:
         for i, det in enumerate(detections):
             codes = self.at_detections(head_out["codes"], det, i).float()  # (n, D)
-            det["mask"] = MaskMaps(self.codec_module.paste_maps(codes), "box")
+            if "paste" in self.codec.capabilities:  # the codec draws its shape in the image (contour codecs)
+                det["mask"] = MaskMaps(codes, "codes", codec=self.codec)
+            else:
+                det["mask"] = MaskMaps(self.codec_module.paste_maps(codes), "box")
