@@ -6,11 +6,14 @@ are imported on first use.
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "codecs", "data", "ops"]
+#: the subpackages ``maskrep.<name>`` serves on first use
+SUBPACKAGES = ("assembly", "codecs", "data", "detection", "engine", "ops")
+
+__all__ = ["__version__", *SUBPACKAGES]
 
 
 def __getattr__(name: str):
-    if name in ("ops", "data", "codecs", "assembly", "detection", "engine"):
+    if name in SUBPACKAGES:
         import importlib
 
         return importlib.import_module(f"maskrep.{name}")
