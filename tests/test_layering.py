@@ -23,23 +23,32 @@ def _part(module: str) -> str:
     return module.split(".")[1] if module.count(".") else "__init__"
 
 
-def _imports(path: Path, module: str):
-    tree = ast.parse(path.read_text())
+def _target(node: ast.ImportFrom, package: str) -> str:
+    """The module a ``from ... import`` names, relative imports resolved against ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[: len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _import_nodes(path: Path, module: str):
+    """(node, target module) of every maskrep import in the file, at the top or in a function."""
     package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _target(node, package)
             if target.startswith("maskrep"):
-                yield node.lineno, target
+                yield node, target
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("maskrep"):
-                    yield node.lineno, alias.name
+                    yield node, alias.name
+
+
+def _imports(path: Path, module: str):
+    for node, target in _import_nodes(path, module):
+        yield node.lineno, target
 
 
 def test_every_part_has_a_stage():
@@ -74,24 +83,12 @@ def _module_graph() -> dict[str, set[str]]:
     graph = {}
     for module, path in files.items():
         edges = set()
-        tree = ast.parse(path.read_text())
-        package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")
-                    base = base[: len(base) - node.level + 1]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
-                if not target.startswith("maskrep"):
-                    continue
-                subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in files]
-                edges.update(subs)
-                if len(subs) < len(node.names):
-                    edges.add(target)
-            elif isinstance(node, ast.Import):
-                edges.update(a.name for a in node.names if a.name.startswith("maskrep"))
+        for node, target in _import_nodes(path, module):
+            names = [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else []
+            subs = [f"{target}.{name}" for name in names if f"{target}.{name}" in files]
+            edges.update(subs)
+            if len(subs) < len(names) or not names:
+                edges.add(target)
         graph[module] = {e for e in edges if e in files and e != module}
     return graph
 
