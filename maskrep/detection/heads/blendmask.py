@@ -49,6 +49,17 @@ class BlendMaskHead(MaskHead):
     BlendMask's nearest-neighbour down-sampling does; ``loss_semantic`` is its cross-entropy. Inference: the detections' boxes,
     sigmoid of the blended logits, pasted into the boxes. BlendMask's configurations set FCOS to
     threshold on cls x ctr and drop the per-level scales.
+
+    Deliberate differences from BlendMask's code:
+
+    - the bottom module normalises with GroupNorm by default (BlendMask: SyncBN, which a single
+      process cannot run; ``norm="BN"`` is its one-process equivalent); the semantic head keeps
+      BlendMask's BatchNorm;
+    - the thing semantic map is painted from the batch's instance and crowd masks in the resized,
+      flipped frame (BlendMask rasterises the map once at the original size with a separate script
+      and resizes it with the image), in the same order;
+    - a detection-free image gives empty float maps (BlendMask's empty path reshapes the integer
+      class tensor).
     """
 
     in_features = ("p3", "p4", "p5")

@@ -53,6 +53,15 @@ class CenterMaskHead(MaskHead):
     - inference: the detection's box and class, the product on the stride-4 grid (zero outside the
       box, all detections at once), resampled to the image and thresholded at 0.4, the value both
       unofficial ports use.
+
+    Deliberate differences from the two unofficial ports (CenterNet on DLA / ResNet):
+
+    - FCOS locations and boxes instead of CenterNet peaks, offsets and sizes;
+    - the GT box places and sizes each shape in training (one port resizes with the predicted size);
+    - the shape is sampled at the centres of the pixels the stride-4 cells stand for
+      (i s + s // 2 + 0.5, where the ground truth is sampled), and the maps are up-sampled to the
+      image as the detectron2 ports of CondInst and EmbedMask do (cell i on pixel i s + s // 2);
+    - at most ``max_proposals`` positives per step train the mask, drawn from a seeded generator.
     """
 
     in_features = ("p3", "p4", "p5")

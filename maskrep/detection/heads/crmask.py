@@ -39,6 +39,11 @@ class CRMaskHead(MaskHead):
     square root, so a zero column gives zeros, not NaN. Inference pastes the probabilities ('cls')
     or the unclamped values ('reg', as CRMask does) into the detection's box, threshold 0.5.
     FCOS in CRMask's configurations thresholds on cls x ctr (``thresh_with_ctr=True``).
+
+    Deliberate differences from CRMask's code: the convs are sized by the codec's S and k (above);
+    the column normalisation has its 1e-6; the loss weights are settings; the global mask branch,
+    whose output nothing consumes, is not built; 'reg' takes the SVD from ``torch.linalg.svd``
+    (rows of Vᴴ, where CRMask's ``torch.svd`` returns V).
     """
 
     in_features: tuple[str, ...] = ()  # only FCOS's box tower

@@ -66,8 +66,19 @@ class EmbedMaskHead(MaskHead):
     hinge on logit(P), the focal semantic loss, threshold 0.5), plus the 2021 version's box
     restriction at inference, on by default. Pixel embeddings come at stride 8; P is computed there
     and up-sampled (aligned bilinear) to stride 4, where the GT is point-sampled (offset 2).
-    ``loss_mask`` is the mean over the sampled positives of their Lovász hinge. The port
-    thresholds with > 0.5, maskrep everywhere with >= 0.5.
+    ``loss_mask`` is the mean over the sampled positives of their Lovász hinge. Full-image masks:
+    the stride-4 maps up-sampled to the input as the port does (cell i on pixel 4i + 2, where the
+    GT was sampled), then resized to the image (:func:`maskrep.detection.postprocess.masks_in_image`).
+
+    Deliberate differences from the port:
+
+    - ``restrict_to_box=True`` (the default) keeps each mask inside its box enlarged by two cells,
+      the 2021 version's inference crop; ``restrict_to_box=False`` is the port's unrestricted mask;
+    - the threshold: >= 0.5 (the port: > 0.5; the two differ only at exactly 0.5);
+    - GroupNorm in the pixel branch and the semantic head by default (the port: BatchNorm, a
+      ``norm="BN"`` away);
+    - the 500 positives are drawn from a generator seeded by (seed, step, rank), not the global
+      RNG; the coupling never builds the (n, D, h, w) difference (the expanded square, clamped).
     """
 
     in_features = ("p3", "p4", "p5")

@@ -47,6 +47,11 @@ class MEInstHead(MaskHead):
     pastes it into the detection's box; a codec with the "paste" capability (the contour codecs)
     pastes its codes itself (it fills its polygon at image resolution), so the head's masks are the
     ones ``maskrep reconstruct`` measures.
+
+    Deliberate differences from MEInst's code: the GT of a positive (above); the jitter is drawn
+    from a generator seeded by (seed, step, rank), not the global RNG, and can be switched off;
+    the matrix is loaded at construction (MEInst loads it at the first training forward) and
+    travels in checkpoints; codecs other than PCA are maskrep's extension.
     """
 
     in_features = ("p3", "p4", "p5", "p6", "p7")

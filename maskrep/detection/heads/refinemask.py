@@ -122,6 +122,15 @@ class RefineMaskHead(MaskHead):
     band pixels and divided by their count; weights 0.25, 0.5, 0.75, 1.0; plus the semantic BCE.
     The band, up-sampled bilinearly, is kept where >= 0.5 in training and at inference alike (the
     original keeps the non-band >= 0.5 at inference, a rule that differs at exactly 0.5).
+
+    Deliberate differences from RefineMask's code (mmdetection, on Mask R-CNN):
+
+    - the RoIs: FCOS's GT and good predicted boxes in training, its detections at inference (the
+      original: the RPN's proposals and the box head's detections);
+    - one band rule in training and inference (above);
+    - batches of any size, the RoIs grouped by image; the multi-level RoIAlign in plain torch;
+    - the merge written with ``torch.where`` (no data-dependent indexing); the boundary kernel's
+      zero padding kept, so RoI-border foreground counts as boundary, as the original does.
     """
 
     in_features = ("p2", "p3", "p4", "p5")
