@@ -6,10 +6,10 @@ are imported on first use.
 
 __version__ = "0.1.0"
 
-#: the subpackages ``maskrep.<name>`` serves on first use
-SUBPACKAGES = ("assembly", "codecs", "data", "detection", "engine", "ops")
+__all__ = ["__version__", "assembly", "codecs", "data", "detection", "engine", "ops"]
 
-__all__ = ["__version__", *SUBPACKAGES]
+#: the subpackages ``maskrep.<name>`` serves on first use: every name of ``__all__`` but the version
+SUBPACKAGES = tuple(name for name in __all__ if name != "__version__")
 
 
 def __getattr__(name: str):
