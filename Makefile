@@ -10,7 +10,7 @@ STAMP := $(VENV)/.maskrep-installed
 DEMO_OUT ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast test-nojit test-cudasim demo bench lint clean
+.PHONY: install test test-fast test-nojit test-cudasim demo bench lint clean gpu-check gpu-dry-run gpu-pack
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,17 @@ bench: install
 	$(BIN)/python -m benchmarks.rle
 	$(BIN)/python -m benchmarks.assembly
 	$(BIN)/python -m benchmarks.pca_fit
+
+# Every GPU figure in one run (docs/gpu.md): on a CUDA machine with this venv; its dry run on the CPU;
+# the data, PCA matrix and wheels a GPU machine without a network needs, packed here.
+gpu-check: install
+	$(BIN)/python -m benchmarks.gpu --out outputs/gpu
+
+gpu-dry-run: install
+	$(BIN)/python -m benchmarks.gpu --dry-run --out outputs/gpu-dry-run
+
+gpu-pack: install
+	$(BIN)/python -m benchmarks.gpu --pack outputs/gpu_pack --wheels wheels
 
 lint: install
 	$(BIN)/ruff check maskrep tests benchmarks experiments
