@@ -148,8 +148,8 @@ def step_cuda_tests(ctx: dict) -> dict:
     if ctx["dry_run"]:
         env["NUMBA_ENABLE_CUDASIM"] = "1"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
-                           str(REPO / "tests")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=ctx["limit"])
+                           str(REPO / "tests")], check=False, cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=ctx["limit"])
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?)", tail)}
     out = {"summary": tail, **counts, "simulator": ctx["dry_run"]}
@@ -263,8 +263,8 @@ def step_kernels(ctx: dict) -> dict:
     for name, (fn, args) in jobs.items():
         on_dev = [t.to(dev) for t in args]
         on_cpu = [t.double().numpy() for t in args]
-        t_dev = best_time(lambda: fn(on_dev), repeats=1 if dry else 3)
-        t_cpu = best_time(lambda: fn(on_cpu), repeats=1 if dry else 3)
+        t_dev = best_time(lambda fn=fn, x=on_dev: fn(x), repeats=1 if dry else 3)
+        t_cpu = best_time(lambda fn=fn, x=on_cpu: fn(x), repeats=1 if dry else 3)
         diff = float(np.abs(fn(on_dev).double().cpu().numpy() - fn(on_cpu)).max())
         out[name] = {"instances": k, "torch_device_per_s": k / t_dev, "numba_cpu_per_s": k / t_cpu,
                      "ratio": t_cpu / t_dev, "max_abs_difference": diff}
@@ -348,7 +348,7 @@ def step_fcos_r50(ctx: dict) -> dict:
         images, targets = _synthetic_batch(batch, h, w, dev)
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
 
-        def train_step():
+        def train_step(model=model, opt=opt, images=images, targets=targets):
             with torch.autocast(dev.type, dtype=torch.bfloat16):
                 losses = model(images, targets)
             opt.zero_grad(set_to_none=True)
@@ -364,7 +364,8 @@ def step_fcos_r50(ctx: dict) -> dict:
         with torch.no_grad():
             for b in (1, batch):
                 sizes = [(h, w)] * b
-                t = best_time(lambda: model(images[:b], image_sizes=sizes), repeats=infer_iters, warmup=1)
+                t = best_time(lambda m=model, x=images[:b], s=sizes: m(x, image_sizes=s), repeats=infer_iters,
+                              warmup=1)
                 row[f"inference_images_per_s_batch{b}"] = b / t
         if dev.type == "cuda":
             row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
@@ -422,12 +423,12 @@ def write_report(results: dict, out: Path) -> None:
 
     atomic_write_json(str(out / "gpu.json"), results, indent=1)
     env = results["environment"]
-    lines = ["# GPU figures", "", f"Device: {env.get('gpu', 'no GPU (dry run on the CPU)')}; torch {env['torch']}, "
-             f"CUDA {env.get('cuda')}, numba {env['numba']}, numba-cuda {env.get('numba_cuda')}, "
-             f"torchvision {env.get('torchvision')}, Python {env['python']}.", "",
-             f"Command: `python -m benchmarks.gpu {'--dry-run ' if results['dry_run'] else ''}--out DIR`"
-             f"{' (dry run: tiny sizes on the CPU; the figures mean nothing)' if results['dry_run'] else ''}.", "",
-             "| step | status | seconds |", "|---|---|---|"]
+    device = (f"Device: {env.get('gpu', 'no GPU (dry run on the CPU)')}; torch {env['torch']}, CUDA {env.get('cuda')}, "
+              f"numba {env['numba']}, numba-cuda {env.get('numba_cuda')}, torchvision {env.get('torchvision')}, "
+              f"Python {env['python']}.")
+    dry = " (dry run: tiny sizes on the CPU; the figures mean nothing)" if results["dry_run"] else ""
+    command = f"Command: `python -m benchmarks.gpu {'--dry-run ' if results['dry_run'] else ''}--out DIR`{dry}."
+    lines = ["# GPU figures", "", device, "", command, "", "| step | status | seconds |", "|---|---|---|"]
     for name, step in results["steps"].items():
         lines.append(f"| {name} | {step['status']} | {step['seconds']:.1f} |")
     for name, step in results["steps"].items():
@@ -475,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = globals()[f"step_{name}"](ctx)
             status = "skipped" if "skip" in figures else "ok"
             results["steps"][name] = {"status": status, "seconds": time.perf_counter() - t0, "figures": figures}
-        except Exception as e:  # recorded; the next step still runs
+        except Exception as e:  # noqa: BLE001 (any failure is recorded; the next step still runs)
             results["steps"][name] = {"status": "failed", "seconds": time.perf_counter() - t0,
                                       "error": f"{type(e).__name__}: {e}",
                                       "traceback": traceback.format_exc()[-3000:]}
