@@ -4,6 +4,8 @@ Every file maskrep writes goes through :func:`atomic_write`: a temporary file wi
 the target folder (so concurrent writers never share one), flushed and fsynced, then renamed over
 the target in one step. A crash leaves the old file or the new one, never half of one; a killed
 writer leaves at most a ``.<name>.*.tmp`` file, which :func:`remove_stale_temporaries` clears.
+Files get the mode a plain ``open`` would give them (0666 less the umask: 0644 under 022), not the
+temporary file's private 0600.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def atomic_write(path: str | os.PathLike, write: Callable, *, binary: bool = Tru
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".{os.getpid()}.tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
@@ -37,6 +40,12 @@ def atomic_write(path: str | os.PathLike, write: Callable, *, binary: bool = Tru
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: str | os.PathLike, obj, **dump_kwargs) -> None:
