@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -27,12 +28,18 @@ def _cmd_train(args) -> int:
 
     cfg, module = _config(args)
     try:
-        result = train(cfg, module, resume=not args.no_resume)
+        result = train(cfg, module, resume=not args.no_resume, evaluate_again=args.eval)
     except TrainingInterrupted as e:
         print(f"maskrep: {e}", file=sys.stderr)
         return 130 if e.signal_name == "SIGINT" else 143
     if is_main():
-        print(f"trained {result['iterations']} iterations in {result['train_seconds']:.0f} s; results in {cfg['out_dir']}")
+        if result["complete"]:
+            print(f"the run in {cfg['out_dir']} is complete ({result['iterations']} iterations); its results, from "
+                  "coco_eval.json, follow (--eval evaluates it again, --no-resume trains afresh, a larger "
+                  "solver.max_iter trains on)")
+        else:
+            print(f"trained {result['iterations']} iterations in {result['train_seconds']:.0f} s; results in "
+                  f"{cfg['out_dir']}")
         print(format_metrics(result["metrics"]))
     return 0
 
@@ -80,8 +87,17 @@ def _common(p, *, config_required: bool = True) -> None:
 def add_commands(add) -> None:
     p = add("train", "train a detector from a config (resumes from out_dir); run under torchrun for several GPUs "
                      "or nodes")
+    p.epilog = ("examples:\n"
+                "  maskrep train --config experiments/meinst/meinst_R_50_1x.py --data train.json images/ \\\n"
+                "      solver.max_iter=20000 solver.steps=[15000,18000] out_dir=outputs/meinst_short\n"
+                "  maskrep train --config experiments/fcos/fcos_tiny.py solver.batch_size=4 solver.lr=0.005 "
+                "data.num_workers=2\n"
+                "overrides are key.sub=value pairs of the config's cfg (experiments/*/*.py, "
+                "maskrep.engine.config.base_config); values are Python literals")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     _common(p)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if out_dir has a checkpoint")
+    p.add_argument("--eval", action="store_true", help="evaluate a run that is already complete again")
     p.set_defaults(func=_cmd_train)
 
     p = add("convert", "rename the weights of another project's checkpoint for maskrep")

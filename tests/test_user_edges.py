@@ -5,7 +5,6 @@ import os
 import stat
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from maskrep.cli import main
@@ -27,3 +26,38 @@ def test_written_files_take_the_umasks_mode(tmp_path, umask, mode):
         os.umask(old)
     for name in ("r.json", "c.npz"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == mode, name
+
+
+def _train_args(synthetic, out, *more):
+    ann, images = synthetic["train"]
+    return ["train", "--config", TINY, "--data", ann, images, "--out", str(out), "data.num_images=2",
+            "solver.warmup_iters=1", "model.fcos.score_thresh=0.0", *more]
+
+
+def test_train_prints_its_summaries_and_a_finished_run_says_so(synthetic, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_train_args(synthetic, out, "solver.max_iter=2")) == 0
+    text = capsys.readouterr().out
+    assert "bbox:\n Average Precision  (AP) @[ IoU=0.50:0.95" in text
+    stamp = os.stat(out / "last_checkpoint.pth").st_mtime_ns
+    assert main(_train_args(synthetic, out, "solver.max_iter=2")) == 0
+    text = capsys.readouterr().out
+    assert "is complete (2 iterations)" in text and "Average Precision" in text and "resumed" not in text
+    assert os.stat(out / "last_checkpoint.pth").st_mtime_ns == stamp  # nothing retrained, nothing rewritten
+    eval_stamp = os.stat(out / "coco_eval.json").st_mtime_ns
+    assert main([*_train_args(synthetic, out, "solver.max_iter=2"), "--eval"]) == 0
+    assert os.stat(out / "coco_eval.json").st_mtime_ns != eval_stamp and "is complete" not in capsys.readouterr().out
+
+
+def test_warmup_longer_than_the_run_is_warned(synthetic, tmp_path):
+    ann, images = synthetic["train"]
+    with pytest.warns(UserWarning, match=r"solver.max_iter=1 is below solver.warmup_iters=2: the learning rate"):
+        main(["train", "--config", TINY, "--data", ann, images, "--out", str(tmp_path / "r"), "data.num_images=2",
+              "solver.max_iter=1", "solver.warmup_iters=2"])
+
+
+def test_train_help_shows_override_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "solver.max_iter=20000" in text and "out_dir=" in text

@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import time
+import warnings
 
 import torch
 from tqdm import tqdm
@@ -169,11 +170,14 @@ def _builder(module, name):
 # ---- jobs ----------------------------------------------------------------------------------------
 
 
-def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True) -> dict:
+def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True, evaluate_again: bool = False) -> dict:
     """Train (resuming from ``out_dir``'s last checkpoint when ``resume``), then evaluate on the val set.
 
-    Returns {"iterations", "train_seconds", "metrics"}; writes ``config.json``, ``metrics.jsonl``,
-    checkpoints and ``coco_eval.json`` under ``cfg["out_dir"]``.
+    Returns {"iterations", "train_seconds", "metrics", "complete"}; ``metrics`` holds COCOeval's
+    numbers and printed ``summary`` per task. Writes ``config.json``, ``metrics.jsonl``,
+    checkpoints and ``coco_eval.json`` under ``cfg["out_dir"]``. A run already complete there
+    (its last checkpoint at ``solver.max_iter`` and its ``coco_eval.json`` written) is not touched:
+    its results are returned with ``complete=True``, unless ``evaluate_again``.
 
     Resuming checks the config against the run's: changes in :data:`RESUMABLE_CHANGES` are applied
     (a new ``solver.lr`` included) and said; any other change is refused before anything is
@@ -194,6 +198,9 @@ def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True)
     last = os.path.join(out_dir, "last_checkpoint.pth")
     resuming = resume and os.path.exists(last)
     applied = []
+    if s["max_iter"] < s["warmup_iters"]:
+        warnings.warn(f"solver.max_iter={s['max_iter']} is below solver.warmup_iters={s['warmup_iters']}: the "
+                      "learning rate never reaches solver.lr (lower solver.warmup_iters too)", stacklevel=2)
     if resuming:
         saved = (read_checkpoint(last).get("extra") or {}).get("config")
         if saved is None and os.path.exists(os.path.join(out_dir, "config.json")):
@@ -204,6 +211,12 @@ def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True)
             if refused:
                 raise ValueError(f"{out_dir} holds a run with other settings; a resumed run cannot change "
                                  f"{'; '.join(refused)}. Start afresh with --no-resume, or give another --out")
+        done = os.path.join(out_dir, "coco_eval.json")
+        finished = int(read_checkpoint(last).get("iteration", 0))
+        if finished >= s["max_iter"] and os.path.exists(done) and not evaluate_again:
+            with open(done) as f:
+                metrics = json.load(f)
+            return {"iterations": finished, "train_seconds": 0.0, "metrics": metrics, "complete": True}
     torch.manual_seed(s["seed"])
     train_set, val_set = _builder(module, "build_datasets")(cfg)
     model = _builder(module, "build_model")(cfg, train_set.num_classes).to(device)
@@ -241,7 +254,7 @@ def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True)
     trainer.train()
     seconds = time.perf_counter() - t0
     metrics = evaluate_detector(model, val_set, out_dir=out_dir, device=device, progress=progress)
-    return {"iterations": trainer.iteration, "train_seconds": seconds, "metrics": _loggable(metrics)}
+    return {"iterations": trainer.iteration, "train_seconds": seconds, "metrics": metrics, "complete": False}
 
 
 def _say(message: str) -> None:
