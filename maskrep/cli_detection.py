@@ -68,7 +68,7 @@ def _cmd_predict(args) -> int:
     from .engine.predict import predict
 
     results = predict(args.checkpoint, args.input, args.output, json_path=args.json, score_thresh=args.score_thresh,
-                      device=args.device)
+                      device=args.device, annotations=args.annotations)
     print(f"{len(results)} detections on {len(args.input)} images; pictures in {args.output}"
           + (f", COCO results in {args.json}" if args.json else ""))
     return 0
@@ -113,6 +113,8 @@ def add_commands(add) -> None:
     p.add_argument("--output", required=True, help="folder for the pictures (one PNG per image)")
     p.add_argument("--json", default=None, help="also write the detections here, COCO result format")
     p.add_argument("--score-thresh", type=float, default=0.3, help="keep detections scoring at least this (0.3)")
+    p.add_argument("--annotations", default=None, help="the COCO file the images belong to: --json then takes its "
+                                                       "image and category ids, so the results can be scored")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_predict)
 

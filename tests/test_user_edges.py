@@ -61,3 +61,29 @@ def test_train_help_shows_override_examples(capsys):
         main(["train", "--help"])
     text = capsys.readouterr().out
     assert "solver.max_iter=20000" in text and "out_dir=" in text
+
+
+def test_predict_takes_image_and_category_ids_from_the_annotations(synthetic, tmp_path, capsys):
+    import json
+
+    ann, images = synthetic["train"]
+    out = tmp_path / "run"
+    assert main(_train_args(synthetic, out, "solver.max_iter=1")) == 0
+    doc = json.loads(Path(ann).read_text())
+    picked = [doc["images"][3], doc["images"][1]]
+    inputs = [str(Path(images) / im["file_name"]) for im in picked]
+    results = tmp_path / "r.json"
+    assert main(["predict", "--checkpoint", str(out / "model_final.pth"), "--input", *inputs, "--output",
+                 str(tmp_path / "pics"), "--json", str(results), "--score-thresh", "0", "--annotations", ann]) == 0
+    rows = json.loads(results.read_text())
+    by_file = {im["file_name"]: im["id"] for im in picked}
+    assert rows and all(r["image_id"] == by_file[r["file_name"]] for r in rows)
+    assert {r["category_id"] for r in rows} <= {c["id"] for c in doc["categories"]}
+    assert {r["image_id"] for r in rows} == set(by_file.values())
+    # an input the file does not hold is named before any work
+    stray = tmp_path / "stray.jpg"
+    stray.write_bytes(Path(inputs[0]).read_bytes())
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out / "model_final.pth"), "--input", str(stray), "--output",
+                 str(tmp_path / "p2"), "--json", str(tmp_path / "r2.json"), "--annotations", ann]) == 2
+    assert "has no image named stray.jpg" in capsys.readouterr().err and not (tmp_path / "r2.json").exists()

@@ -19,7 +19,8 @@ __all__ = ["predict"]
 
 @torch.no_grad()
 def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: str | None = None,
-            score_thresh: float = 0.3, device: str | None = None, progress: bool = True) -> list[dict]:
+            score_thresh: float = 0.3, device: str | None = None, progress: bool = True,
+            annotations: str | None = None) -> list[dict]:
     """Run the checkpoint's model on each image, draw what it finds, optionally write COCO results.
 
     Parameters
@@ -28,9 +29,13 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
         and a mask head's codec, so nothing else is needed).
     inputs : image files.
     output_dir : one PNG per input (same stem), masks, boxes, class names and scores drawn.
-    json_path : also write the detections as COCO results (``image_id`` = the input's position,
-        from 1, and its ``file_name``; ``category_id`` from the training data).
+    json_path : also write the detections as COCO results, each with its input's ``file_name``;
+        ``image_id`` is the input's position (from 1) and ``category_id`` the training data's,
+        unless ``annotations`` is given.
     score_thresh : detections below this score are neither drawn nor written.
+    annotations : a COCO file the inputs belong to: each input's ``image_id`` is the id of the image
+        of its file name there, and each class's ``category_id`` the id of the category of its name,
+        so the results score against that file.
 
     Returns the COCO-format results of all images (empty without ``json_path``).
     """
@@ -47,6 +52,9 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
     cfg = extra["config"]["data"]
     names = extra.get("class_names") or [str(i) for i in range(model.fcos.num_classes)]
     category_ids = extra.get("category_ids") or list(range(1, len(names) + 1))
+    image_ids = list(range(1, len(inputs) + 1))
+    if annotations is not None:
+        image_ids, category_ids = _ids_from(annotations, inputs, names)
     os.makedirs(output_dir, exist_ok=True)
     results = []
     for index, path in enumerate(tqdm(inputs, desc="predict", disable=not progress), start=1):
@@ -66,10 +74,34 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
         stem = os.path.splitext(os.path.basename(path))[0]
         Image.fromarray(picture).save(os.path.join(output_dir, f"{stem}.png"))
         if json_path:
-            target = {"size": size, "orig_size": orig, "image_id": index}
+            target = {"size": size, "orig_size": orig, "image_id": image_ids[index - 1]}
             for res in detections_to_coco(det, target, category_ids):
                 res["file_name"] = os.path.basename(path)
                 results.append(res)
     if json_path:
         atomic_write_json(json_path, results)
     return results
+
+
+def _ids_from(annotations: str, inputs: list[str], names: list[str]) -> tuple[list[int], list[int]]:
+    """The image id of each input (by file name) and the category id of each class (by name) in a
+    COCO file; what the file lacks is an error naming it."""
+    import json
+
+    try:
+        with open(annotations, encoding="utf-8") as f:
+            doc = json.load(f)
+        by_file = {os.path.basename(im["file_name"]): im["id"] for im in doc["images"]}
+        by_name = {c["name"]: c["id"] for c in doc["categories"]}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation file not found: {annotations}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{annotations}: not a COCO file with images and categories ({type(e).__name__}: {e})") from None
+    unknown = [p for p in inputs if os.path.basename(p) not in by_file]
+    if unknown:
+        raise ValueError(f"{annotations} has no image named {os.path.basename(unknown[0])}"
+                         + (f" (nor {len(unknown) - 1} more of the inputs)" if len(unknown) > 1 else ""))
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"{annotations} has no category {missing[0]!r} of the {len(names)} the model was trained on")
+    return [by_file[os.path.basename(p)] for p in inputs], [by_name[n] for n in names]
