@@ -28,3 +28,22 @@ def test_writing_a_codec_example_runs(tmp_path, monkeypatch, synthetic):
         assert load(tmp_path / "p14.npz").mask_size == 14
     finally:
         CODECS.pop("profile", None)
+
+
+def test_readme_python_blocks_run_as_written(tmp_path, monkeypatch):
+    """The README's API blocks, in order and in one namespace, beside an ``instances_train2017.json``
+    (a synthetic set written for the test)."""
+    import shutil
+
+    from maskrep.data.synthetic import make_synthetic_coco
+
+    path = make_synthetic_coco(tmp_path / "synth", num_images=24, seed=3)
+    shutil.copy(path, tmp_path / "instances_train2017.json")
+    monkeypatch.chdir(tmp_path)
+    blocks = python_blocks(DOCS.parent / "README.md")
+    assert len(blocks) >= 3
+    namespace = {"__name__": "readme"}
+    for k, block in enumerate(blocks):
+        exec(compile(block, f"README.md block {k + 1}", "exec"), namespace)  # noqa: S102 (the README, as written)
+    assert namespace["logits"].shape == (3, 56, 56)
+    assert len(namespace["ious"]) == len(namespace["image"])

@@ -87,3 +87,37 @@ def test_predict_takes_image_and_category_ids_from_the_annotations(synthetic, tm
     assert main(["predict", "--checkpoint", str(out / "model_final.pth"), "--input", str(stray), "--output",
                  str(tmp_path / "p2"), "--json", str(tmp_path / "r2.json"), "--annotations", ann]) == 2
     assert "has no image named stray.jpg" in capsys.readouterr().err and not (tmp_path / "r2.json").exists()
+
+
+def test_torchvision_backbone_weights_come_from_the_cache_and_are_checked(tmp_path, monkeypatch):
+    import hashlib
+
+    import torch
+
+    from maskrep.detection import ResNet, load_backbone_weights
+    from maskrep.detection import weights as weights_mod
+
+    monkeypatch.setenv("MASKREP_CACHE", str(tmp_path / "cache"))
+    src = ResNet(depth=18, width=8)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.uniform_(-1, 1)
+    blob = tmp_path / "w.pth"
+    torch.save(src.state_dict(), blob)
+    digest = hashlib.sha256(blob.read_bytes()).hexdigest()[:8]
+    url = f"https://example.invalid/models/resnet18-{digest}.pth"
+    monkeypatch.setitem(weights_mod.TORCHVISION_RESNETS, "resnet18", url)
+    # offline and not in the cache: one line naming the URL and where to put the file
+    target = tmp_path / "cache" / "weights" / f"resnet18-{digest}.pth"
+    with pytest.raises(FileNotFoundError, match=f"cannot download {url} .*put the file at {target}"):
+        load_backbone_weights(ResNet(depth=18, width=8), "torchvision://resnet18")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(blob.read_bytes())
+    model = ResNet(depth=18, width=8)
+    assert load_backbone_weights(model, "torchvision://resnet18") == []
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), src.state_dict().values()))
+    target.write_bytes(blob.read_bytes()[:-10] + b"0123456789")  # a damaged file is refused
+    with pytest.raises(ValueError, match="SHA-256 starts"):
+        load_backbone_weights(ResNet(depth=18, width=8), "torchvision://resnet18")
+    with pytest.raises(ValueError, match="unknown weights 'torchvision://resnet19'"):
+        load_backbone_weights(ResNet(depth=18, width=8), "torchvision://resnet19")

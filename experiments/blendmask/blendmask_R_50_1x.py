@@ -2,7 +2,7 @@
 14 x 14 attentions, blended at 56 x 56, the auxiliary semantic loss (0.3); FCOS thresholds on
 cls x ctr without per-level scales; batch 16, LR 0.01, 90k iterations, shorter side 640-800.
 
-    maskrep train --config experiments/blendmask/blendmask_R_50_1x.py model.backbone_weights=resnet50.pth
+    maskrep train --config experiments/blendmask/blendmask_R_50_1x.py model.backbone_weights=torchvision://resnet50
 
 BlendMask normalises its bottom module with SyncBN over 8 GPUs; here GroupNorm (model.mask_head.norm).
 Published: 39.9 box AP, 35.8 mask AP (val2017, 1080Ti 14 FPS).

@@ -2,7 +2,7 @@
 Û diag(exp s) V̂ᵀ from 87 numbers, 348 channels per location instead of 784; everything else is
 BlendMask R-50 1x (experiments/blendmask/blendmask_R_50_1x.py).
 
-    maskrep train --config experiments/blendmask/blendmask_crmask_R_50_1x.py model.backbone_weights=resnet50.pth
+    maskrep train --config experiments/blendmask/blendmask_crmask_R_50_1x.py model.backbone_weights=torchvision://resnet50
 """
 
 import os

@@ -3,7 +3,7 @@ the box tower, a class-specific saliency map at stride 4, mask = sigmoid(shape i
 sigmoid(saliency in box), threshold 0.4. The paper's network is CenterNet and no official code
 exists: this port is maskrep's (docs/heads/centermask.md says which parts are the paper's).
 
-    maskrep train --config experiments/centermask/centermask_R_50_1x.py model.backbone_weights=resnet50.pth
+    maskrep train --config experiments/centermask/centermask_R_50_1x.py model.backbone_weights=torchvision://resnet50
 """
 
 from maskrep.engine.recipe import base_config

@@ -2,7 +2,7 @@
 the BCE of the decoded 14 x 14 logit map (weight 2.0); FCOS thresholds on cls x ctr. CRMask's base
 schedule: batch 8, LR 0.005, 180k iterations (steps 120k/160k), shorter side 640-800.
 
-    maskrep train --config experiments/crmask/crmask_R_50_1x.py model.backbone_weights=resnet50.pth
+    maskrep train --config experiments/crmask/crmask_R_50_1x.py model.backbone_weights=torchvision://resnet50
 """
 
 from maskrep.engine.recipe import base_config

@@ -3,7 +3,7 @@ per-dimension margins, every positive (at most 500), the Lovász hinge, the foca
 masks restricted to the predicted box at inference; FCOS thresholds on cls x ctr; batch 16,
 LR 0.01, 90k iterations, shorter side 640-800.
 
-    maskrep train --config experiments/embedmask/embedmask_R_50_1x.py model.backbone_weights=resnet50.pth
+    maskrep train --config experiments/embedmask/embedmask_R_50_1x.py model.backbone_weights=torchvision://resnet50
 
 The port normalises its pixel branch with BN; here GroupNorm (model.mask_head.norm).
 Published (the port's README): MS R-50 1x 39.9 box AP, 36.2 mask AP (val2017).

@@ -6,7 +6,7 @@ The PCA matrix: AdelaiDet's released file works as it is, or fit one on your tra
 
     maskrep fit pca --annotations $MASKREP_DATASETS/coco/annotations/instances_train2017.json \
         --mask-size 28 --dim 60 --out $MASKREP_DATASETS/coco/components/coco_2017_train_class_agnosticTrue_whitenTrue_sigmoidTrue_60.npz
-    maskrep train --config experiments/meinst/meinst_R_50_1x.py model.backbone_weights=resnet50.pth
+    maskrep train --config experiments/meinst/meinst_R_50_1x.py model.backbone_weights=torchvision://resnet50
 """
 
 from maskrep.engine.recipe import base_config

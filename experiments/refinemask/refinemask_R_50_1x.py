@@ -2,7 +2,7 @@
 from P2-P5 at 14 x 14, a semantic branch on P2, three fusion stages to 112 x 112, the boundary-aware
 loss (stage weights 0.25, 0.5, 0.75, 1.0; band width 2 to train, 1 to merge).
 
-    maskrep train --config experiments/refinemask/refinemask_R_50_1x.py model.backbone_weights=resnet50.pth
+    maskrep train --config experiments/refinemask/refinemask_R_50_1x.py model.backbone_weights=torchvision://resnet50
 
 RefineMask trains Mask R-CNN with LR 0.02, gradient clipping at 35 and 500 linear warm-up iterations;
 here FCOS's 1x schedule with RefineMask's clipping. Published (Mask R-CNN based): 37.3 mask AP (val2017).

@@ -2,7 +2,7 @@
 
 Parameter names follow torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``,
 ``layer1.0.downsample.0``, ...), so an ImageNet state dict saved from torchvision loads with
-:func:`load_backbone_weights`; nothing is downloaded. Inputs are RGB in [0, 255]; the detector
+:func:`load_backbone_weights` (``"torchvision://resnet50"`` downloads torchvision's once, into a cache). Inputs are RGB in [0, 255]; the detector
 normalises them with torchvision's ImageNet mean and std to match such weights.
 """
 
@@ -176,7 +176,14 @@ class ResNet(nn.Module):
 
 
 def load_backbone_weights(model: ResNet, path: str | os.PathLike) -> list[str]:
-    """Load a torchvision-named ResNet state dict (``fc.*`` ignored); returns the missing keys."""
+    """Load a torchvision-named ResNet state dict (``fc.*`` ignored); returns the missing keys.
+
+    ``path``: a file, or ``torchvision://resnet50`` (and the other depths): torchvision's ImageNet
+    weights, downloaded once into maskrep's cache and checked (:mod:`maskrep.detection.weights`).
+    """
+    from .weights import resolve_weights
+
+    path = resolve_weights(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

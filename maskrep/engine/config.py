@@ -137,7 +137,7 @@ _RULES = {
     "model.fpn_channels": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
     "model.fpn_norm": ("None, 'BN' or 'GN'", lambda v: v in (None, "BN", "GN")),
     "model.use_p2": ("True or False", lambda v: isinstance(v, bool)),
-    "model.backbone_weights": ("a file path, or None", lambda v: v is None or isinstance(v, str)),
+    "model.backbone_weights": ("a file path, torchvision://resnet<depth>, or None", lambda v: v is None or isinstance(v, str)),
     "model.mask_head": ("a dict with a 'name', or None", lambda v: v is None or (isinstance(v, dict) and "name" in v)),
     "out_dir": ("a folder path", lambda v: isinstance(v, str) and v != ""),
 }
