@@ -16,7 +16,7 @@ import os
 import tempfile
 from collections.abc import Callable
 
-__all__ = ["atomic_write", "atomic_write_json", "remove_stale_temporaries"]
+__all__ = ["atomic_write", "atomic_write_json", "read_torch_file", "remove_stale_temporaries"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable, *, binary: bool = True) -> None:
@@ -76,3 +76,34 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
             os.remove(tmp)
             removed.append(tmp)
     return removed
+
+
+def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint", advice: str = ""):
+    """What ``torch.save`` wrote to ``path``, read with ``weights_only=True`` (no code in it runs).
+
+    Anything else is one ``ValueError`` line naming the file and why: empty, truncated, not a torch
+    file (an ``.npz``, text), or holding Python objects beyond tensors and plain containers (a
+    pickled payload, never executed); then ``advice``.
+    """
+    import torch
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not a {what} file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    tail = f"; {advice}" if advice else ""
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: not a readable {what} (the file is empty){tail}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  truncated, not torch's, code, or bytes the unpickler trips on
+        text = str(e).strip()
+        if "Weights only load failed" in text:
+            reason = "it holds Python objects other than tensors, which are never run"
+        elif "zip archive" in text or "central directory" in text or "PytorchStreamReader" in text:
+            reason = "not a torch file, or a truncated one"
+        else:
+            reason = f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+        raise ValueError(f"{path}: not a readable {what} ({reason}){tail}") from None
+

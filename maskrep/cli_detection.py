@@ -67,10 +67,17 @@ def _cmd_convert(args) -> int:
 def _cmd_predict(args) -> int:
     from .engine.predict import predict
 
-    results = predict(args.checkpoint, args.input, args.output, json_path=args.json, score_thresh=args.score_thresh,
-                      device=args.device, annotations=args.annotations)
-    print(f"{len(results)} detections on {len(args.input)} images; pictures in {args.output}"
+    results, skipped = predict(args.checkpoint, args.input, args.output, json_path=args.json,
+                               score_thresh=args.score_thresh, device=args.device, annotations=args.annotations)
+    done = len(args.input) - len(skipped)
+    print(f"{len(results)} detections on {done} images; pictures in {args.output}"
           + (f", COCO results in {args.json}" if args.json else ""))
+    for path, reason in skipped:
+        print(f"maskrep: skipped {path}: {reason.removeprefix(path + ': ')}", file=sys.stderr)
+    if skipped:
+        print(f"maskrep: error: {len(skipped)} of {len(args.input)} images could not be read (listed above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -121,3 +121,86 @@ def test_torchvision_backbone_weights_come_from_the_cache_and_are_checked(tmp_pa
         load_backbone_weights(ResNet(depth=18, width=8), "torchvision://resnet18")
     with pytest.raises(ValueError, match="unknown weights 'torchvision://resnet19'"):
         load_backbone_weights(ResNet(depth=18, width=8), "torchvision://resnet19")
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (its pixel data is a stub)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory):
+    """A tiny model trained one step (FCOS only), its checkpoint and two good images."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(_train_args(synthetic, out, "solver.max_iter=1")) == 0
+    images = sorted(Path(synthetic["train"][1]).glob("*.jpg"))[:2]
+    return out / "model_final.pth", images
+
+
+def test_predict_skips_bad_images_lists_them_and_fails_at_the_end(trained, tmp_path, capsys):
+    import json
+
+    ckpt, (good1, good2) = trained
+    bomb, broken = tmp_path / "bomb.png", tmp_path / "broken.jpg"
+    bomb.write_bytes(_png_header(100000, 100000))
+    broken.write_bytes(b"not an image")
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = other / good1.name  # a second input of the same file name
+    twin.write_bytes(good2.read_bytes())
+    capsys.readouterr()
+    code = main(["predict", "--checkpoint", str(ckpt), "--input", str(good1), str(bomb), str(broken), str(twin),
+                 str(good2), "--output", str(tmp_path / "pics"), "--json", str(tmp_path / "r.json"),
+                 "--score-thresh", "0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"skipped {bomb}: the image header claims 10,000,000,000 pixels, over the" in err
+    assert f"skipped {broken}: cannot read the image" in err and "2 of 5 images could not be read" in err
+    rows = json.loads((tmp_path / "r.json").read_text())  # the good images' results are written
+    assert {r["image_id"] for r in rows} <= {1, 4, 5} and rows
+    pictures = sorted(p.name for p in (tmp_path / "pics").iterdir())
+    assert pictures == sorted([f"{good1.stem}.png", f"{good1.stem}-2.png", f"{good2.stem}.png"])
+
+
+def test_predict_refuses_folders_and_foreign_checkpoints_in_its_own_words(trained, tmp_path, capsys):
+    import torch
+
+    ckpt, (good, _) = trained
+    out = str(tmp_path / "pics")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(ckpt), "--input", str(good.parent), "--output", out]) == 2
+    assert "is a folder, not an image: pass the images in it" in capsys.readouterr().err
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00" * 100)
+    assert main(["predict", "--checkpoint", str(junk), "--input", str(good), "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert "junk.pth: not a readable checkpoint" in err and "--no-resume" not in err
+    bare = tmp_path / "bare.pth"
+    torch.save({"model": torch.load(ckpt, weights_only=True)["model"]}, bare)  # weights without a config
+    assert main(["predict", "--checkpoint", str(bare), "--input", str(good), "--output", out]) == 2
+    err = capsys.readouterr().err
+    assert "carries no config; predict needs a checkpoint written by maskrep train" in err and "--config" not in err
+
+
+def test_eval_with_the_config_of_another_head_names_both(synthetic, trained, tmp_path, capsys):
+    ckpt, _ = trained
+    config = str(Path(__file__).resolve().parents[1] / "experiments" / "blendmask" / "blendmask_R_18_mini8.py")
+    capsys.readouterr()
+    assert main(["eval", "--config", config, "--checkpoint", str(ckpt), "--data", *synthetic["val"]]) == 2
+    err = capsys.readouterr().err
+    assert "holds a model without a mask head, but the config builds a model with the blendmask mask head" in err
+    assert "unexpected keyword" not in err
+
+
+def test_a_head_setting_the_head_does_not_have_is_named():
+    from maskrep.engine.recipe import build_mask_head
+
+    with pytest.raises(ValueError, match=r"the blendmask head has no setting 'codec'; its settings: .*num_bases"):
+        build_mask_head({"name": "blendmask", "codec": "svd"}, in_channels=16, num_classes=3)

@@ -10,6 +10,7 @@ run resumed at iteration k sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -33,13 +34,29 @@ def _resized_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]
 
 
 def read_image(path: str) -> Image.Image:
-    """An image file as RGB; a missing or unreadable file is an error naming it."""
+    """An image file as RGB; a missing, unreadable or oversized file is an error naming it (an
+    image over ``maskrep._config.MAX_IMAGE_PIXELS`` is refused from its header, before decoding)."""
+    from .. import _config
+
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder, not an image: pass the images in it (e.g. {path}/*.jpg)")
     try:
         with Image.open(path) as im:
+            if im.width * im.height > _config.MAX_IMAGE_PIXELS:
+                raise ValueError(f"{path}: the image is {im.width} x {im.height} = {im.width * im.height:,} pixels, "
+                                 f"over the {_config.MAX_IMAGE_PIXELS:,} one image may have "
+                                 "(maskrep._config.MAX_IMAGE_PIXELS)")
             return im.convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"image not found: {path}") from None
-    except (OSError, ValueError) as e:  # truncated or not an image
+    except Image.DecompressionBombError as e:  # Pillow's own bound, met first for huge headers
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        claimed = f"{int(m.group(1)):,} pixels" if m else "more pixels than Pillow decodes"
+        raise ValueError(f"{path}: the image header claims {claimed}, over the {_config.MAX_IMAGE_PIXELS:,} one "
+                         "image may have (maskrep._config.MAX_IMAGE_PIXELS)") from None
+    except (OSError, SyntaxError) as e:  # truncated or not an image
         raise OSError(f"{path}: cannot read the image ({e})") from None
 
 

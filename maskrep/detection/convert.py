@@ -23,7 +23,7 @@ import re
 
 import torch
 
-from .._io import atomic_write
+from .._io import atomic_write, read_torch_file
 
 __all__ = ["ADELAIDET_INPUT", "adelaidet_fcos_to_maskrep", "convert_checkpoint"]
 
@@ -106,12 +106,19 @@ def adelaidet_fcos_to_maskrep(state_dict: dict) -> dict:
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> int:
     """Read a detectron2 / AdelaiDet FCOS checkpoint (``.pth``), write ``{"model": renamed}`` for
     ``maskrep eval --checkpoint``; returns the number of tensors written."""
-    try:
-        state = torch.load(src, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {os.fspath(src)}") from None
+    src = os.fspath(src)
+    state = read_torch_file(src, advice="convert takes an AdelaiDet / detectron2 FCOS checkpoint (.pth)")
     if not isinstance(state, dict):
-        raise TypeError(f"{os.fspath(src)}: expected a state dict or {{'model': state dict}}, got {type(state).__name__}")
-    renamed = adelaidet_fcos_to_maskrep(state)
+        raise ValueError(f"{src}: expected a state dict or {{'model': state dict}}, got {type(state).__name__}")  # noqa: TRY004
+    weights = state["model"] if isinstance(state.get("model"), dict) else state
+    if any(str(k).startswith(("fcos.", "fpn.")) for k in weights):  # maskrep names, not detectron2 ones
+        raise ValueError(f"{src} is a maskrep checkpoint already: use it as it is (maskrep eval --checkpoint)")
+    if not any(k.startswith(("proposal_generator.", "backbone.")) for k in weights):
+        raise ValueError(f"{src}: no FCOS weights in it (no 'backbone.*' or 'proposal_generator.*' keys among "
+                         f"{len(weights)}); convert takes an AdelaiDet / detectron2 FCOS checkpoint")
+    try:
+        renamed = adelaidet_fcos_to_maskrep(state)
+    except ValueError as e:
+        raise ValueError(f"{src}: {e}") from None
     atomic_write(dst, lambda f: torch.save({"model": renamed}, f))
     return len(renamed)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .._io import atomic_write_json
+from .._io import atomic_write, atomic_write_json
 from ..data.detection import collate, read_image, resize_image
 from ..detection.postprocess import masks_in_image, scale_boxes
 from .evaluation import detections_to_coco
@@ -20,7 +20,7 @@ __all__ = ["predict"]
 @torch.no_grad()
 def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: str | None = None,
             score_thresh: float = 0.3, device: str | None = None, progress: bool = True,
-            annotations: str | None = None) -> list[dict]:
+            annotations: str | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
     """Run the checkpoint's model on each image, draw what it finds, optionally write COCO results.
 
     Parameters
@@ -28,7 +28,8 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
     checkpoint : a checkpoint written by ``maskrep train`` (it carries its config, class names
         and a mask head's codec, so nothing else is needed).
     inputs : image files.
-    output_dir : one PNG per input (same stem), masks, boxes, class names and scores drawn.
+    output_dir : one PNG per input (its file's stem; inputs of one name get -2, -3, ...), masks,
+        boxes, class names and scores drawn.
     json_path : also write the detections as COCO results, each with its input's ``file_name``;
         ``image_id`` is the input's position (from 1) and ``category_id`` the training data's,
         unless ``annotations`` is given.
@@ -37,16 +38,21 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
         of its file name there, and each class's ``category_id`` the id of the category of its name,
         so the results score against that file.
 
-    Returns the COCO-format results of all images (empty without ``json_path``).
+    Returns the COCO-format results of the images (empty without ``json_path``) and the inputs
+    skipped, each with the reason: an image that cannot be read (or is too large) is skipped and
+    the others go on; the JSON holds the results of the others.
     """
     from PIL import Image
 
     from ..viz import draw_detections
 
+    folders = [p for p in inputs if os.path.isdir(p)]
+    if folders:
+        raise IsADirectoryError(f"{folders[0]} is a folder, not an image: pass the images in it (e.g. {folders[0]}/*.jpg)")
     missing = [p for p in inputs if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"input images not found: {', '.join(missing[:5])}")
-    model, extra = load_model(checkpoint)
+    model, extra = load_model(checkpoint, no_config_hint="predict needs a checkpoint written by maskrep train")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
     cfg = extra["config"]["data"]
@@ -56,9 +62,13 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
     if annotations is not None:
         image_ids, category_ids = _ids_from(annotations, inputs, names)
     os.makedirs(output_dir, exist_ok=True)
-    results = []
+    results, skipped, seen = [], [], {}
     for index, path in enumerate(tqdm(inputs, desc="predict", disable=not progress), start=1):
-        img = read_image(path)
+        try:
+            img = read_image(path)
+        except (OSError, ValueError) as e:
+            skipped.append((path, str(e)))
+            continue
         resized = resize_image(img, cfg["min_size_test"], cfg["max_size_test"])
         arr = np.asarray(resized)
         images, _ = collate([{"image": torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))}])
@@ -72,7 +82,9 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
         scores, labels = det["scores"].cpu().numpy(), det["labels"].cpu().numpy()
         picture = draw_detections(np.asarray(img), boxes, masks, labels, scores, names)
         stem = os.path.splitext(os.path.basename(path))[0]
-        Image.fromarray(picture).save(os.path.join(output_dir, f"{stem}.png"))
+        seen[stem] = seen.get(stem, 0) + 1
+        name = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+        atomic_write(os.path.join(output_dir, f"{name}.png"), lambda f, p=picture: Image.fromarray(p).save(f, "PNG"))
         if json_path:
             target = {"size": size, "orig_size": orig, "image_id": image_ids[index - 1]}
             for res in detections_to_coco(det, target, category_ids):
@@ -80,7 +92,7 @@ def predict(checkpoint: str, inputs: list[str], output_dir: str, *, json_path: s
                 results.append(res)
     if json_path:
         atomic_write_json(json_path, results)
-    return results
+    return results, skipped
 
 
 def _ids_from(annotations: str, inputs: list[str], names: list[str]) -> tuple[list[int], list[int]]:

@@ -68,9 +68,13 @@ def build_mask_head(spec: dict | None, *, in_channels: int, num_classes: int):
     name = spec.pop("name", None)
     if name not in HEADS:
         raise ValueError(f"model.mask_head.name must be one of {', '.join(sorted(HEADS))}, got {name!r}")
+    accepted = inspect.signature(HEADS[name]).parameters
+    unknown = [k for k in spec if k not in accepted]
+    if unknown:
+        raise ValueError(f"model.mask_head: the {name} head has no setting {unknown[0]!r}; its settings: "
+                         f"{', '.join(k for k in accepted if k not in ('in_channels', 'num_classes'))}")
     if spec.get("codec") is not None:
         spec["codec"] = resolve_codec(spec["codec"])
-    accepted = inspect.signature(HEADS[name]).parameters
     if "num_classes" in accepted:
         spec["num_classes"] = num_classes
     return get_head(name, in_channels=in_channels, **spec)
@@ -112,17 +116,25 @@ def checkpoint_extra(cfg: dict, model, dataset) -> dict:
     return extra
 
 
-def load_model(checkpoint: str, cfg: dict | None = None, module=None):
+def load_model(checkpoint: str, cfg: dict | None = None, module=None, *, no_config_hint: str = "pass --config"):
     """(model, checkpoint extra) from a checkpoint written by ``maskrep train``; ``cfg`` (default: the
-    one the checkpoint carries) says how to build the model."""
-    state = read_checkpoint(checkpoint)
+    one the checkpoint carries) says how to build the model. A ``cfg`` whose mask head is not the
+    checkpoint's is refused, naming both."""
+    state = read_checkpoint(checkpoint, advice="is it a checkpoint written by maskrep train?")
     extra = state.get("extra") or {}
     if cfg is None:
         if "config" not in extra:
-            raise ValueError(f"{checkpoint}: the checkpoint carries no config; pass --config")
+            raise ValueError(f"{checkpoint}: the checkpoint carries no config; {no_config_hint}")
         cfg = extra["config"]
     cfg = copy.deepcopy(cfg)
     head = cfg["model"].get("mask_head")
+    trained = ((extra.get("config") or {}).get("model") or {}).get("mask_head") or {}
+    if "config" in extra and (head or {}).get("name") != trained.get("name"):
+        def kind(spec):
+            return f"a model with the {spec['name']} mask head" if spec and spec.get("name") else "a model without a mask head"
+
+        raise ValueError(f"{checkpoint} holds {kind(trained)}, but the config builds {kind(head)}: pass the config "
+                         "it was trained with, or none (the checkpoint carries its own)")
     if head and "codec" in extra:
         head["codec"] = extra["codec"]  # the matrix the weights were trained with, not a file that may have moved
     if "class_names" in extra:

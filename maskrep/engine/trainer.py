@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .._io import atomic_write
+from .._io import atomic_write, read_torch_file
 from ..distributed import get_world_size, is_main, reduce_mean
 
 __all__ = ["Trainer", "TrainingInterrupted", "load_checkpoint", "read_checkpoint", "save_checkpoint", "warmup_step_lr"]
@@ -85,21 +85,12 @@ def save_checkpoint(path: str, model, optimizer=None, scheduler=None, iteration:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def read_checkpoint(path: str) -> dict:
+def read_checkpoint(path: str, *, advice: str = "start afresh with --no-resume or remove the file") -> dict:
     """A checkpoint's contents, read with ``weights_only=True`` (no code runs); a file that is not
-    one is an error naming it."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint not found: {path}") from None
-    except Exception as e:  # noqa: BLE001  empty, truncated, not torch's, code, or bytes the unpickler trips on
-        text = str(e).strip()
-        reason = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
-        raise ValueError(f"{path}: not a readable checkpoint ({reason[:200]}); start afresh with --no-resume "
-                         "or remove the file") from None
+    one is an error naming it and ending with ``advice``."""
+    state = read_torch_file(path, advice=advice)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"{path}: not a maskrep checkpoint (no 'model' weights in it); start afresh with "  # noqa: TRY004
-                         "--no-resume or remove the file")
+        raise ValueError(f"{path}: not a maskrep checkpoint (no 'model' weights in it); {advice}")  # noqa: TRY004
     return state
 
 
