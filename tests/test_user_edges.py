@@ -5,6 +5,7 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from maskrep.cli import main
@@ -204,3 +205,34 @@ def test_a_head_setting_the_head_does_not_have_is_named():
 
     with pytest.raises(ValueError, match=r"the blendmask head has no setting 'codec'; its settings: .*num_bases"):
         build_mask_head({"name": "blendmask", "codec": "svd"}, in_channels=16, num_classes=3)
+
+
+def test_convert_names_every_file_it_cannot_take(trained, tmp_path, capsys):
+    import pickle
+
+    import torch
+
+    ckpt, _ = trained
+
+    class Payload:  # a pickle that would run code when loaded without weights_only
+        def __reduce__(self):
+            return (os.system, ("echo never",))
+
+    cases = {"payload.pth": pickle.dumps(Payload()), "empty.pth": b"", "cut.pth": ckpt.read_bytes()[:500],
+             "arrays.npz": None}
+    np.savez(tmp_path / "arrays.npz", a=np.zeros(3))
+    for name, data in cases.items():
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+    torch.save({"model": {}}, tmp_path / "nothing.pth")
+    expected = {"payload.pth": "holds Python objects other than tensors, which are never run",
+                "empty.pth": "the file is empty", "cut.pth": "not a readable checkpoint",
+                "arrays.npz": "not a readable checkpoint", "nothing.pth": "no FCOS weights in it",
+                str(ckpt): "is a maskrep checkpoint already"}
+    for name, message in expected.items():
+        src = name if os.path.isabs(name) else str(tmp_path / name)
+        capsys.readouterr()
+        assert main(["convert", "adelaidet-fcos", src, str(tmp_path / "out.pth")]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"maskrep: error: {src}") and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "out.pth").exists()
