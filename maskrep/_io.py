@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 
 __all__ = ["atomic_write", "atomic_write_json", "read_torch_file", "remove_stale_temporaries"]
@@ -96,7 +97,9 @@ def read_torch_file(path: str | os.PathLike, *, what: str = "checkpoint", advice
     if os.path.getsize(path) == 0:
         raise ValueError(f"{path}: not a readable {what} (the file is empty){tail}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the pickle protocol is no news to a user
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  truncated, not torch's, code, or bytes the unpickler trips on
         text = str(e).strip()
         if "Weights only load failed" in text:

@@ -236,3 +236,39 @@ def test_convert_names_every_file_it_cannot_take(trained, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"maskrep: error: {src}") and message in err and err.count("\n") == 1, err
         assert not (tmp_path / "out.pth").exists()
+
+
+def test_learned_codec_bad_states_widths_and_codes(synthetic, tmp_path, capsys):
+    import torch
+
+    from maskrep.codecs import get_codec, list_codecs
+
+    ann = synthetic["train"][0]
+    out = tmp_path / "l.npz"
+    args = ["fit", "learned", "--annotations", ann, "--limit", "20", "--mask-size", "16", "--dim", "4", "--width", "4",
+            "--epochs", "1", "--out", str(out)]
+    for foreign in ([1, 2, 3], {"net": {}, "opt": {}}):  # a list; a dict of something else
+        torch.save(foreign, str(out) + ".training.pt")
+        capsys.readouterr()
+        assert main(args) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar, one line
+        assert last.startswith("maskrep: error: ") and "l.npz.training.pt is not the learned codec's training state" in last
+    os.remove(str(out) + ".training.pt")
+    assert main([*args[:-2], "--set", "width=100000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "makes a network of 1," in err and "weights, over the 50,000,000" in err and not out.exists()
+    # non-finite codes: refused by every codec, in one message
+    rng = np.random.default_rng(0)
+    masks = np.zeros((80, 16, 16), bool)
+    for m, (y0, x0, y1, x1) in zip(masks, rng.integers([0, 0, 8, 8], [6, 6, 16, 16], (80, 4))):
+        m[y0:y1, x0:x1] = True
+    small = {"dct": {"dim": 20}, "pca": {"dim": 4}, "learned": {"dim": 4, "width": 2, "epochs": 1}}
+    for name in list_codecs():
+        codec = get_codec(name, mask_size=16, **small.get(name, {}))
+        if codec.needs_fit:
+            codec.fit(masks)
+        codes = codec.encode(masks[:4])
+        codes[1, 0] = np.nan
+        codes[3, -1] = np.inf
+        with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\) in 2 of 4 rows, e.g. row 1"):
+            codec.decode(codes)

@@ -221,6 +221,10 @@ class MaskCodec:
         t = x if is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))
         if what != "encode" and (t.ndim != 2 or t.shape[1] != self.code_length):
             raise ValueError(f"codes must be (N, {self.code_length}), got shape {tuple(t.shape)}")
+        if what != "encode" and t.is_floating_point() and not torch.isfinite(t).all():
+            rows = torch.nonzero(~torch.isfinite(t).all(1)).flatten().tolist()
+            raise ValueError(f"codes hold non-finite values (NaN or inf) in {len(rows)} of {len(t)} rows, e.g. row "
+                             f"{rows[0]}: codec {self.name!r} decodes finite codes only")
         module = module.to(t.device)  # the input's device (the CPU for numpy); a no-op when already there
         self._module = module
         with torch.no_grad():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import pickle
 import warnings
 from collections.abc import Callable, Iterable
 
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._io import atomic_write
+from .._io import atomic_write, read_torch_file
 from ..ops.masks import binarize
 from .base import CodecModule, MaskCodec, check_int
 
@@ -42,6 +41,11 @@ def _levels(size: int) -> int:
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(min(8, cout), cout), nn.SiLU())
+
+
+#: the most weights the learned codec's network may have (a typo in ``width`` would otherwise ask
+#: for hundreds of GB)
+MAX_WEIGHTS = 50_000_000
 
 
 class LearnedModule(CodecModule):
@@ -152,6 +156,11 @@ class LearnedCodec(MaskCodec):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         if not (isinstance(shift, (int, float)) and 0 <= shift < 0.5):
             raise ValueError(f"shift must be in [0, 0.5), got {shift!r}")
+        with torch.device("meta"):  # the size of the network, counted without allocating it
+            weights = sum(p.numel() for p in LearnedModule(mask_size=mask_size, dim=dim, width=width).parameters())
+        if weights > MAX_WEIGHTS:
+            raise ValueError(f"width={width} (mask_size={mask_size}, dim={dim}) makes a network of {weights:,} weights, "
+                             f"over the {MAX_WEIGHTS:,} the learned codec allows; a width of 8 to 32 is usual")
         super().__init__(mask_size=mask_size, dim=dim, width=width, epochs=epochs, batch_size=batch_size,
                          lr=float(lr), shift=float(shift), seed=seed)
         self.dim, self.width, self.epochs, self.batch_size = dim, width, epochs, batch_size
@@ -252,14 +261,21 @@ class LearnedCodec(MaskCodec):
         if not path or not os.path.exists(path):
             return None
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:  # unreadable: start afresh
-            warnings.warn(f"{path}: not a readable training checkpoint ({type(e).__name__}); training from the start",
-                          stacklevel=3)
+            state = read_torch_file(path, what="training checkpoint")
+        except ValueError as e:  # unreadable: start afresh
+            warnings.warn(f"{e}; training from the start", stacklevel=3)
             return None
+        keys = ("params", "fingerprint", "epoch", "history", "net", "opt", "sched", "gen")
+        if not isinstance(state, dict) or not {"params", "fingerprint"} <= set(state):
+            have = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{path} is not the learned codec's training state (it should hold {', '.join(keys)}; it "
+                             f"holds {have}): remove it, or give another --out")
         if state.get("params") != self.params or state.get("fingerprint") != fingerprint:
             raise ValueError(f"{path} is the training state of other settings or other masks; remove it to start "
                              f"afresh (its settings: {state.get('params')})")
+        if not set(keys) <= set(state):
+            raise ValueError(f"{path} is not a whole training state of the learned codec (it lacks "
+                             f"{', '.join(k for k in keys if k not in state)}): remove it, or give another --out")
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
