@@ -272,3 +272,39 @@ def test_learned_codec_bad_states_widths_and_codes(synthetic, tmp_path, capsys):
         codes[3, -1] = np.inf
         with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\) in 2 of 4 rows, e.g. row 1"):
             codec.decode(codes)
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_rle_strings_and_sizes_the_readers_refuse(backend):
+    from maskrep.ops import mask_to_rle, paste_masks_to_rle, polygons_to_rle, rle_counts, rle_iou, rle_to_mask
+
+    m = np.zeros((6, 5), bool)
+    m[1:4, 1:3] = True
+    good = mask_to_rle(m)
+    bad = {
+        "cut mid-value": ({"size": [6, 5], "counts": good["counts"] + "k"}, "middle of a value"),
+        "below '0'": ({"size": [6, 5], "counts": good["counts"][:2] + "!" + good["counts"][3:]}, "alphabet"),
+        "past H * W": ({"size": [6, 5], "counts": [7, 6, 20]}, "add up to 33"),
+        "short of H * W": ({"size": [6, 5], "counts": [7, 6, 10]}, "add up to 23"),
+        "negative": ({"size": [6, 5], "counts": [7, -6, 29]}, "negative run"),
+    }
+    for name, (rle, message) in bad.items():
+        with pytest.raises(ValueError, match=message):
+            rle_iou([good], [rle], [False], backend=backend)
+        with pytest.raises(ValueError, match=message):
+            rle_counts([rle], [good], backend=backend)
+        if isinstance(rle["counts"], str) or backend == "reference":
+            with pytest.raises(ValueError, match=message.split()[-1] if "add up" not in message else "add up"):
+                rle_to_mask(rle)
+    # sizes: negative, or over the pixel bound, refused at once, before any allocation
+    with pytest.raises(ValueError, match=r"must be non-negative, got \[-5, 32\]"):
+        paste_masks_to_rle(np.ones((1, 4, 4)), np.array([[0.0, 0.0, 3.0, 3.0]]), (-5, 32), backend=backend)
+    with pytest.raises(ValueError, match="must be non-negative"):
+        polygons_to_rle([[[0, 0, 3, 0, 3, 3]]], -5, 32, backend=backend)
+    with pytest.raises(ValueError, match=r"size \[100000, 100000\] is 10,000,000,000 pixels, over the"):
+        rle_to_mask({"size": [100000, 100000], "counts": [10**10]})
+    with pytest.raises(ValueError, match=r"size \[1000000, 1000000\] is 1,000,000,000,000 pixels"):
+        paste_masks_to_rle(np.ones((1, 4, 4)), np.array([[0.0, 0.0, 3.0, 3.0]]), (10**6, 10**6), backend=backend)
+    with pytest.raises(ValueError, match="over the"):
+        rle_iou([{"size": [100000, 100000], "counts": [10**10]}], [{"size": [100000, 100000], "counts": [10**10]}],
+                backend=backend)

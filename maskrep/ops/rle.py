@@ -50,15 +50,22 @@ def encode_counts(runs: Sequence[int]) -> str:
 
 
 def decode_counts(counts: str | bytes) -> np.ndarray:
-    """Inverse of :func:`encode_counts`: (R,) int64 run lengths."""
+    """Inverse of :func:`encode_counts`: (R,) int64 run lengths. A character outside pycocotools'
+    alphabet ('0' to 'o'), a string cut in the middle of a value, or a negative run is a
+    ValueError naming it."""
     if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
+        counts = counts.decode("ascii", errors="replace")
     runs: list[int] = []
     pos = 0
     while pos < len(counts):
         x, k, more = 0, 0, True
         while more:
+            if pos >= len(counts):
+                raise ValueError(f"RLE counts {_show(counts)} end in the middle of a value")
             c = ord(counts[pos]) - 48
+            if not 0 <= c <= 63:
+                raise ValueError(f"RLE counts {_show(counts)} hold {counts[pos]!r} at {pos}, outside pycocotools' "
+                                 "alphabet ('0' to 'o')")
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
             pos += 1
@@ -67,8 +74,31 @@ def decode_counts(counts: str | bytes) -> np.ndarray:
                 x |= -1 << (5 * k)
         if len(runs) > 2:
             x += runs[-2]
+        if x < 0:
+            raise ValueError(f"RLE counts {_show(counts)} decode to a negative run ({x}) at run {len(runs)}")
         runs.append(x)
     return np.asarray(runs, dtype=np.int64)
+
+
+def _show(counts: str) -> str:
+    return repr(counts if len(counts) <= 24 else counts[:20] + "...")
+
+
+def check_size(size, what: str = "RLE") -> tuple[int, int]:
+    """(H, W) as two non-negative ints whose product is within ``maskrep._config.MAX_IMAGE_PIXELS``;
+    a ValueError naming the size otherwise, before anything is allocated."""
+    from .. import _config
+
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} size must be [H, W], got {size!r}") from None
+    if h < 0 or w < 0:
+        raise ValueError(f"{what} size must be non-negative, got {[h, w]}")
+    if h * w > _config.MAX_IMAGE_PIXELS:
+        raise ValueError(f"{what} size {[h, w]} is {h * w:,} pixels, over the {_config.MAX_IMAGE_PIXELS:,} one image "
+                         "may have (maskrep._config.MAX_IMAGE_PIXELS)")
+    return h, w
 
 
 def mask_to_rle(masks: np.ndarray) -> list[dict]:
@@ -118,12 +148,14 @@ def rle_to_mask(rles: dict | Sequence[dict]) -> np.ndarray:
     rle_list = [rles] if single else list(rles)
     if not rle_list:
         return np.zeros((0, 0, 0), dtype=bool)
-    h, w = (int(v) for v in rle_list[0]["size"])
+    h, w = check_size(rle_list[0]["size"])
     out = np.zeros((len(rle_list), h, w), dtype=bool)
     for i, rle in enumerate(rle_list):
         if [int(v) for v in rle["size"]] != [h, w]:
             raise ValueError(f"RLE {i} has size {rle['size']}, expected {[h, w]}")
         runs = _counts_of(rle)
+        if (runs < 0).any():
+            raise ValueError(f"RLE {i}: a negative run ({int(runs.min())})")
         if runs.sum() != h * w:
             raise ValueError(f"RLE {i}: runs add up to {int(runs.sum())}, expected H * W = {h * w}")
         values = np.zeros(runs.size, dtype=bool)
@@ -140,9 +172,11 @@ def rle_area(rle: dict) -> int:
 
 # ---- operations straight on RLE: no (N, H, W) masks in memory -------------------------------------
 
-def _decoded(rles: Sequence[dict], heights: np.ndarray):
+def _decoded(rles: Sequence[dict], heights: np.ndarray, widths: np.ndarray):
     """The runs of compressed or uncompressed RLEs, decoded in one kernel call:
-    ``(ends, starts, nruns, geometry)`` (``maskrep._kernels.numba_cpu.decode_rles_kernel``)."""
+    ``(ends, starts, nruns, geometry)`` (``maskrep._kernels.numba_cpu.decode_rles_kernel``). What
+    the reference refuses is refused here too, naming the RLE: runs that do not add up to H * W, a
+    negative run, a character outside the alphabet, a string cut in a value."""
     from .._kernels.numba_cpu import decode_rles_kernel
 
     strings = [r["counts"] for r in rles]
@@ -155,7 +189,15 @@ def _decoded(rles: Sequence[dict], heights: np.ndarray):
     char_start = np.zeros(len(strings) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, strings), dtype=np.int64, count=len(strings)), out=char_start[1:])
     chars = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-    ends, nruns, geometry = decode_rles_kernel(chars, char_start, heights)
+    ends, nruns, geometry, status = decode_rles_kernel(chars, char_start, heights)
+    bad = np.flatnonzero((status[:, 1] != 0) | (status[:, 0] != heights * widths))
+    if bad.size:
+        i = int(bad[0])
+        total, flags = (int(v) for v in status[i])
+        why = ("a negative run" if flags & 1 else "a character outside pycocotools' alphabet ('0' to 'o')" if flags & 2
+               else "a string cut in the middle of a value" if flags & 4
+               else f"runs that add up to {total}, not H * W = {int(heights[i] * widths[i])}")
+        raise ValueError(f"RLE {i} of {len(rles)} (size {[int(heights[i]), int(widths[i])]}): {why}")
     return ends, char_start[:-1], nruns, geometry
 
 
@@ -230,8 +272,9 @@ def rle_counts(rles1: Sequence[dict], rles2: Sequence[dict], *, backend: str = "
     if choose_backend(backend) == "numba":
         from .._kernels.numba_cpu import rle_counts_kernel
 
-        heights = np.array([int(r["size"][0]) for r in rles1], dtype=np.int64)
-        ends, starts, nruns, geometry = _decoded([*rles1, *rles2], np.concatenate([heights, heights]))
+        sizes = np.array([check_size(r["size"]) for r in rles1], dtype=np.int64).reshape(-1, 2)
+        heights, widths = np.tile(sizes[:, 0], 2), np.tile(sizes[:, 1], 2)
+        ends, starts, nruns, geometry = _decoded([*rles1, *rles2], heights, widths)
         rle_counts_kernel(ends, starts, nruns, geometry, inter, area1, area2)
         return inter, area1, area2
     for i, (a, b) in enumerate(zip(rles1, rles2)):
@@ -252,13 +295,13 @@ def _rle_pairs(rles1, rles2, iscrowd, backend):
     if n == 0 and m == 0:
         return inter, iou
     both = [*rles1, *rles2]
-    h, _ = _common_size(both)
+    h, w = check_size(_common_size(both))
     if n == 0 or m == 0:
         return inter, iou
     if choose_backend(backend) == "numba":
         from .._kernels.numba_cpu import rle_iou_kernel
 
-        ends, starts, nruns, geometry = _decoded(both, np.full(n + m, h, dtype=np.int64))
+        ends, starts, nruns, geometry = _decoded(both, np.full(n + m, h, dtype=np.int64), np.full(n + m, w, dtype=np.int64))
         rle_iou_kernel(ends, starts, nruns, geometry, n, crowd, inter, iou)
         return inter, iou
     a, b = rle_to_mask(list(rles1)), rle_to_mask(list(rles2))
@@ -328,7 +371,7 @@ def paste_masks_to_rle(mask_probs, boxes, image_size: tuple[int, int], *, thresh
     if probs.ndim != 3 or probs.shape[1] != probs.shape[2]:
         raise ValueError(f"mask_probs must be (N, S, S), got shape {probs.shape}")
     boxes_np = _check_boxes(to_numpy(boxes, np.float64), probs.shape[0])
-    h, w = (int(v) for v in image_size)
+    h, w = check_size(image_size, "image")
     if choose_backend(backend) != "numba":
         return [mask_to_rle(m) for m in paste_masks(probs, boxes_np, (h, w), threshold=threshold, backend="reference")]
     import numba
@@ -363,7 +406,7 @@ def polygons_to_rle(polygons: Sequence[Sequence], height: int, width: int, *, ba
     from .._kernels import choose_backend
     from .masks import _flatten_polygons, polygons_to_masks
 
-    h, w = int(height), int(width)
+    h, w = check_size((height, width), "image")
     if choose_backend(backend) != "numba":
         return [mask_to_rle(m) for m in polygons_to_masks(polygons, h, w, backend="reference")]
     from .._kernels.numba_cpu import polygon_rle_bounds, polygons_to_rle_kernel

@@ -282,9 +282,12 @@ def _floor_div(a, b, inv):
 
 
 @numba.njit(cache=True)
-def _decode_one(chars, pos, end, height, ends, base, geometry):
+def _decode_one(chars, pos, end, height, ends, base, geometry, status):
     """One pycocotools string ``chars[pos:end]`` -> run ends at ``ends[base:]`` and the mask's
-    geometry row (all zeros when empty); returns the number of runs."""
+    geometry row (all zeros when empty); returns the number of runs. ``status`` gets the runs' total
+    and flags: 1 a negative run, 2 a character outside pycocotools' alphabet, 4 a string cut in the
+    middle of a value."""
+    flags = 0
     m = 0
     prev1 = np.int64(0)  # the last two run lengths (each run is coded against the one two back)
     prev2 = np.int64(0)
@@ -298,14 +301,20 @@ def _decode_one(chars, pos, end, height, ends, base, geometry):
         more = True
         while more and pos < end:  # a string cut short ends its last run, never reads past it
             c = np.int64(chars[pos]) - 48
+            if c < 0 or c > 63:
+                flags |= 2
             x |= (c & 0x1F) << (5 * k)
             more = (c & 0x20) != 0
             pos += 1
             k += 1
             if not more and (c & 0x10):
                 x |= np.int64(-1) << (5 * k)
+        if more:
+            flags |= 4
         if m > 2:
             x += prev2
+        if x < 0:
+            flags |= 1
         prev2 = prev1
         prev1 = x
         if m % 2 == 1 and x > 0:  # a foreground run [at, at + x)
@@ -324,6 +333,8 @@ def _decode_one(chars, pos, end, height, ends, base, geometry):
         at += x
         ends[base + m] = at
         m += 1
+    status[0] = at
+    status[1] = flags
     if first < 0:
         geometry[:] = 0
     else:
@@ -338,23 +349,25 @@ def _decode_one(chars, pos, end, height, ends, base, geometry):
 
 
 @numba.njit(cache=True, parallel=True)
-def _decode_workers(chars, char_start, heights, ends, nruns, geometry):
+def _decode_workers(chars, char_start, heights, ends, nruns, geometry, status):
     for i in numba.prange(len(heights)):
         nruns[i] = _decode_one(chars, char_start[i], char_start[i + 1], heights[i], ends, char_start[i],
-                               geometry[i])
+                               geometry[i], status[i])
 
 
 @numba.njit(cache=True)
 def decode_rles_kernel(chars, char_start, heights):
     """N pycocotools strings back to back (``chars[char_start[i]:char_start[i + 1]]``, masks of
-    ``heights[i]`` rows) -> ``(ends, nruns, geometry)``: mask i's run ends at ``ends[char_start[i]:]``
-    (a string of L characters holds at most L runs), their number, its (GEOMETRY,) geometry row."""
+    ``heights[i]`` rows) -> ``(ends, nruns, geometry, status)``: mask i's run ends at
+    ``ends[char_start[i]:]`` (a string of L characters holds at most L runs), their number, its
+    (GEOMETRY,) geometry row, and (its runs' total, flags of :func:`_decode_one`)."""
     n = len(heights)
     ends = np.empty(char_start[n], dtype=np.int64)
     nruns = np.empty(n, dtype=np.int64)
     geometry = np.empty((n, GEOMETRY), dtype=np.int64)
-    _decode_workers(chars, char_start, heights, ends, nruns, geometry)
-    return ends, nruns, geometry
+    status = np.empty((n, 2), dtype=np.int64)
+    _decode_workers(chars, char_start, heights, ends, nruns, geometry, status)
+    return ends, nruns, geometry, status
 
 
 @numba.njit(cache=True, inline="always")
