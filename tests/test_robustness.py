@@ -307,7 +307,8 @@ def test_bad_records_of_the_file_are_named(tmp_path):
         CocoInstances(no_height)
     skipped = CocoInstances(no_height, on_error="skip")
     with pytest.warns(UserWarning):
-        assert list(skipped) == [] and skipped.skipped == {"malformed_image": 1, "unknown_image": 1}
+        # the image's annotation is counted under the reason its image was left out
+        assert list(skipped) == [] and skipped.skipped == {"malformed_image": 2}
     no_name = _coco(tmp_path, [GOOD], categories=[{"id": 1}])
     with pytest.raises(AnnotationError, match="a.json: category 1 has no 'name'"):
         CocoInstances(no_name)
@@ -322,6 +323,9 @@ def test_bad_records_of_the_file_are_named(tmp_path):
     huge = _coco(tmp_path, [GOOD], images=[{"id": 1, "file_name": "x.jpg", "height": 100000, "width": 100000}])
     with pytest.raises(AnnotationError, match=r"image 1 is 100000 x 100000 = 10,000,000,000 pixels, over the"):
         CocoInstances(huge)
+    skipped = CocoInstances(huge, on_error="skip")
+    with pytest.warns(UserWarning, match="image_too_large 2"):
+        assert list(skipped) == [] and skipped.skipped == {"image_too_large": 2}
 
 
 def test_truncated_image_names_the_file(synthetic, tmp_path):

@@ -124,6 +124,7 @@ class CocoInstances:
         self.skipped: Counter = Counter()
         self._load_skipped: Counter = Counter()  # images and categories left out when reading the file
         self._checked_images: set = set()
+        self._left_out_images: dict = {}  # image id -> the reason it was left out when reading the file
         try:
             with open(self.path, encoding="utf-8") as f:
                 raw = json.load(f)
@@ -175,6 +176,8 @@ class CocoInstances:
                     raise
                 self._load_skipped[e.reason] += 1
                 self.skipped[e.reason] += 1
+                if kind == "image" and isinstance(rec, dict) and "id" in rec:
+                    self._left_out_images[rec["id"]] = e.reason
         return good
 
     def _check_image_size(self, image: dict) -> None:
@@ -262,6 +265,9 @@ class CocoInstances:
     def _parse(self, ann: dict) -> CocoInstance:
         image = self.images.get(ann.get("image_id"))
         if image is None:
+            left_out = self._left_out_images.get(ann.get("image_id"))
+            if left_out is not None:  # counted under the reason its image was left out
+                self._fail(ann, f"its image {ann.get('image_id')!r} was left out ({left_out})", left_out)
             self._fail(ann, f"image_id {ann.get('image_id')!r} is not among the file's images", "unknown_image")
         label = self.label_of.get(ann.get("category_id"))
         if label is None:
