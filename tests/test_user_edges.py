@@ -308,3 +308,16 @@ def test_rle_strings_and_sizes_the_readers_refuse(backend):
     with pytest.raises(ValueError, match="over the"):
         rle_iou([{"size": [100000, 100000], "counts": [10**10]}], [{"size": [100000, 100000], "counts": [10**10]}],
                 backend=backend)
+
+
+def test_reconstruct_says_it_prepares_the_fast_paths_before_its_bar(synthetic, capsys):
+    from maskrep.codecs import get_codec
+    from maskrep.data import CocoInstances
+    from maskrep.engine import evaluate_reconstruction
+
+    insts = list(CocoInstances(synthetic["val"][0]))[:6]
+    evaluate_reconstruction(get_codec("svd", mask_size=8, rank=2), insts, progress=True)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "reconstruct svd: preparing the fast paths (numba compiles them on first use" in text
+    assert text.index("preparing the fast paths") < text.index("reconstruct svd: ", text.index("preparing") + 30)

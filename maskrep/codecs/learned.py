@@ -43,6 +43,32 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(min(8, cout), cout), nn.SiLU())
 
 
+class _DeferredInterrupt:
+    """Ctrl-C (SIGINT) during training sets ``requested`` instead of raising, so the training loop
+    can finish its step and keep its state first; in the main thread only (elsewhere a no-op)."""
+
+    requested = False
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 #: the most weights the learned codec's network may have (a typo in ``width`` would otherwise ask
 #: for hundreds of GB)
 MAX_WEIGHTS = 50_000_000
@@ -220,16 +246,19 @@ class LearnedCodec(MaskCodec):
         total, warmup = self.epochs * steps_per_epoch, steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda k: (k + 1) / warmup if k < warmup else 0.5 * (1 + math.cos(math.pi * (k - warmup) / max(total - warmup, 1))))
-        start_epoch, history = 0, []
+        start_epoch, start_step, history, order, running = 0, 0, [], None, 0.0
         resumed = self._resume(checkpoint, net, opt, sched, gen, fingerprint)
         if resumed is not None:
-            start_epoch, history = resumed
-        with tqdm(total=total, initial=start_epoch * steps_per_epoch, desc="train learned codec", unit="step",
-                  disable=progress is None) as bar:
+            start_epoch, history, start_step, order, running = resumed
+        done = start_epoch * steps_per_epoch + start_step
+        with _DeferredInterrupt() as interrupt, tqdm(
+                total=total, initial=done, desc=f"train learned codec ({self.epochs} epochs; --epochs N for fewer)",
+                unit="step", disable=progress is None) as bar:
             for epoch in range(start_epoch, self.epochs):
-                order = torch.randperm(n, generator=gen)
-                running = 0.0
-                for k in range(steps_per_epoch):
+                if start_step == 0:
+                    order = torch.randperm(n, generator=gen)
+                    running = 0.0
+                for k in range(start_step, steps_per_epoch):
                     batch = masks[order[k * self.batch_size : (k + 1) * self.batch_size]]
                     target = _augment(batch, gen, self.shift) if self.shift > 0 else batch
                     loss = _loss(net.decode_logits(net.encode(target)), target)
@@ -241,6 +270,13 @@ class LearnedCodec(MaskCodec):
                     sched.step()
                     running += loss.item()
                     bar.update(1)
+                    if interrupt.requested:  # Ctrl-C: finish the step, keep the state, then stop
+                        if checkpoint:
+                            self._save_checkpoint(checkpoint, net, opt, sched, gen, fingerprint, epoch, history,
+                                                  step=k + 1, order=order, running=running)
+                        raise KeyboardInterrupt(f"the learned codec's training stopped at epoch {epoch + 1}, step "
+                                                f"{k + 1}" + (f"; rerun to resume from {checkpoint}" if checkpoint else ""))
+                start_step = 0
                 history.append(running / steps_per_epoch)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{history[-1]:.4f}")
                 if checkpoint:
@@ -251,10 +287,14 @@ class LearnedCodec(MaskCodec):
         return {f"net/{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
 
     def _save_checkpoint(self, path: str, net, opt, sched, gen, fingerprint: str, epoch: int,
-                         history: list[float]) -> None:
+                         history: list[float], *, step: int = 0, order=None, running: float = 0.0) -> None:
+        """The training state after ``epoch`` whole epochs and ``step`` steps of the next (its batch
+        ``order`` and loss so far), written atomically."""
         state = {"params": self.params, "fingerprint": fingerprint, "epoch": epoch, "history": history,
                  "net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                 "gen": gen.get_state()}
+                 "gen": gen.get_state(), "step": step, "running": running}
+        if order is not None:
+            state["order"] = order
         atomic_write(path, lambda f: torch.save(state, f))
 
     def _resume(self, path: str | None, net, opt, sched, gen, fingerprint: str):
@@ -280,4 +320,5 @@ class LearnedCodec(MaskCodec):
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         gen.set_state(state["gen"])
-        return int(state["epoch"]), list(state["history"])
+        step = int(state.get("step", 0))
+        return int(state["epoch"]), list(state["history"]), step, state.get("order"), float(state.get("running", 0.0))

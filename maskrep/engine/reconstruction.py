@@ -59,7 +59,9 @@ def fit_codec(codec: MaskCodec, instances: Sequence[CocoInstance], *, chunk: int
 
     share = instances[get_rank() :: get_world_size()]
     show = progress and is_main()
-    with tqdm(total=len(share), desc=f"fit {codec.name}", unit="mask", disable=not show) as bar:
+    # a codec that trains after reading its crops has a bar of its own for the training
+    desc = f"read crops for {codec.name}" if "resume" in codec.capabilities else f"fit {codec.name}"
+    with tqdm(total=len(share), desc=desc, unit="mask", disable=not show) as bar:
         codec.fit(iter_crops(share, codec.mask_size, chunk=chunk), progress=bar.update if show else None,
                   checkpoint=checkpoint if "resume" in codec.capabilities else None)
     return codec
@@ -141,9 +143,18 @@ def evaluate_reconstruction(codec: MaskCodec, instances: Sequence[CocoInstance],
         rng = np.random.default_rng(meinst_jitter_seed)
     crop_ious, full_ious, boundary_fs = [], [], []
     tp = fp = fn = tn = 0
-    if instances:  # compile and warm up outside the timed calls, so throughput excludes one-time costs
+    if instances:  # compile and warm up outside the timed calls and the bar, so neither counts one-time costs
+        t0 = time.perf_counter()
+        if progress:
+            tqdm.write(f"reconstruct {codec.name}: preparing the fast paths (numba compiles them on first use on "
+                       "this machine, then loads them from its cache)")
         warm = crop_instances(instances[:2], s)
-        codec.decode(codec.encode(warm))
+        warm_codes = codec.encode(warm)
+        codec.decode(warm_codes)
+        if full_image:
+            _full_image_scores(codec, instances[:2], warm_codes, boundary=boundary)
+        if progress and time.perf_counter() - t0 > 2:
+            tqdm.write(f"reconstruct {codec.name}: ready after {time.perf_counter() - t0:.0f} s")
     t_enc = t_dec = 0.0
     with tqdm(total=len(instances), desc=f"reconstruct {codec.name}", unit="mask", disable=not progress) as bar:
         for start in range(0, len(instances), chunk):

@@ -115,3 +115,30 @@ def test_bad_parameters():
         LearnedCodec(shift=0.7)
     with pytest.raises(ValueError, match="at least 2 masks"):
         LearnedCodec(**SETTINGS).fit(np.zeros((1, 16, 16), bool))
+
+
+def test_ctrl_c_keeps_the_state_mid_epoch_and_the_rerun_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import signal
+
+    masks = _masks()
+    straight = LearnedCodec(**SETTINGS).fit(masks)
+    ckpt = tmp_path / "learned.npz.training.pt"
+    calls = {"n": 0}
+    original = learned_mod._loss
+
+    def ctrl_c(logits, target):
+        calls["n"] += 1
+        if calls["n"] == 5:  # second epoch, second of its 3 steps: the signal arrives mid-step
+            signal.raise_signal(signal.SIGINT)
+        return original(logits, target)
+
+    monkeypatch.setattr(learned_mod, "_loss", ctrl_c)
+    with pytest.raises(KeyboardInterrupt, match="stopped at epoch 2, step 2; rerun to resume"):
+        LearnedCodec(**SETTINGS).fit(masks, checkpoint=ckpt)
+    state = torch.load(ckpt, weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)  # the step the signal arrived in was finished
+    monkeypatch.setattr(learned_mod, "_loss", original)
+    resumed = LearnedCodec(**SETTINGS).fit(masks, checkpoint=ckpt)
+    for key, value in _weights(straight).items():
+        np.testing.assert_array_equal(value, resumed.state_dict()[key])
+    assert resumed.history == straight.history and not ckpt.exists()
