@@ -288,7 +288,7 @@ def test_rle_strings_and_sizes_the_readers_refuse(backend):
         "short of H * W": ({"size": [6, 5], "counts": [7, 6, 10]}, "add up to 23"),
         "negative": ({"size": [6, 5], "counts": [7, -6, 29]}, "negative run"),
     }
-    for name, (rle, message) in bad.items():
+    for rle, message in bad.values():
         with pytest.raises(ValueError, match=message):
             rle_iou([good], [rle], [False], backend=backend)
         with pytest.raises(ValueError, match=message):
