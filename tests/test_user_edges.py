@@ -321,3 +321,26 @@ def test_reconstruct_says_it_prepares_the_fast_paths_before_its_bar(synthetic, c
     text = out.out + out.err
     assert "reconstruct svd: preparing the fast paths (numba compiles them on first use" in text
     assert text.index("preparing the fast paths") < text.index("reconstruct svd: ", text.index("preparing") + 30)
+
+
+def test_training_writes_tensorboard_events_beside_metrics_jsonl(synthetic, tmp_path):
+    import json
+
+    from maskrep.engine.events import read_events
+
+    out = tmp_path / "run"
+    assert main(_train_args(synthetic, out, "solver.max_iter=3", "solver.log_period=1")) == 0
+    files = sorted(out.glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    events = read_events(files[0])
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [(step, v) for step, v in events if "train/loss" in v]
+    assert [s for s, _ in train] == [r["iteration"] for r in logged if "loss" in r] == [1, 2, 3]
+    for (_, values), record in zip(train, (r for r in logged if "loss" in r)):
+        assert values["train/loss"] == pytest.approx(record["loss"], rel=1e-6)
+        assert values["train/lr"] == pytest.approx(record["lr"], rel=1e-6)
+    final = [v for s, v in events if "eval/bbox/AP" in v]
+    assert final and final[-1]["eval/bbox/AP"] == pytest.approx(logged[-1]["eval"]["bbox"]["AP"], abs=1e-6)
+    # a fresh run keeps the earlier one's events aside, as a run of its own
+    assert main([*_train_args(synthetic, out, "solver.max_iter=1"), "--no-resume"]) == 0
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1 and len(list(out.glob("previous-1/events.*"))) == 1

@@ -266,6 +266,8 @@ def train(cfg: dict, module=None, *, resume: bool = True, progress: bool = True,
     trainer.train()
     seconds = time.perf_counter() - t0
     metrics = evaluate_detector(model, val_set, out_dir=out_dir, device=device, progress=progress)
+    if is_main():
+        trainer._log({"iteration": trainer.iteration, "eval": _loggable(metrics)})
     return {"iterations": trainer.iteration, "train_seconds": seconds, "metrics": metrics, "complete": False}
 
 

@@ -143,6 +143,7 @@ class Trainer:
     def __init__(self, model, optimizer, scheduler, make_loader: Callable, *, max_iter: int, out_dir: str,
                  device="cpu", checkpoint_period: int = 1000, clip_grad: float | None = None, amp: str | None = None,
                  log_period: int = 20, hooks=(), progress: bool = True, checkpoint_extra: dict | None = None):
+        self._events = None  # the TensorBoard event file, opened at the first record
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -189,6 +190,11 @@ class Trainer:
             while os.path.exists(os.path.join(self.out_dir, f"metrics.previous-{k}.jsonl")):
                 k += 1
             os.replace(self.metrics_path, os.path.join(self.out_dir, f"metrics.previous-{k}.jsonl"))
+            events = [f for f in os.listdir(self.out_dir) if f.startswith("events.out.tfevents.")]
+            if events:  # TensorBoard shows the earlier run as a run of its own, "previous-<k>"
+                os.makedirs(os.path.join(self.out_dir, f"previous-{k}"), exist_ok=True)
+                for f in events:
+                    os.replace(os.path.join(self.out_dir, f), os.path.join(self.out_dir, f"previous-{k}", f))
 
     def save(self, path: str | None = None) -> bool:
         """Write the checkpoint; refused (False, nothing written) when a weight is not finite, so the
@@ -201,10 +207,21 @@ class Trainer:
         return True
 
     def _log(self, record: dict) -> None:
+        """Append ``record`` to ``metrics.jsonl`` and its numbers to the run's TensorBoard event
+        file (``train/<key>`` per iteration, ``eval/<task>/<stat>`` for evaluations)."""
         self.history.append(record)
         if is_main():
             with open(self.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self._events is None:
+                from .events import EventWriter
+
+                self._events = EventWriter(self.out_dir)
+            step = int(record.get("iteration", self.iteration))
+            values = {f"train/{k}": v for k, v in record.items() if k not in ("iteration", "eval")}
+            for task, stats in (record.get("eval") or {}).items():
+                values.update({f"eval/{task}/{k}": v for k, v in stats.items()})
+            self._events.scalars(step, values)
 
     def _checkpoint_note(self) -> str:
         if not os.path.exists(self.last_checkpoint):
