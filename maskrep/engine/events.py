@@ -11,6 +11,7 @@ OUT_DIR`` shows them (it is not needed to write them).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import struct
@@ -96,7 +97,7 @@ class EventWriter:
 
     def scalars(self, step: int, values: dict) -> None:
         """One event at ``step`` holding every finite (tag, number) of ``values``."""
-        finite = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and v == v and abs(v) != float("inf")}
+        finite = {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         if finite:
             self._write(_event(time.time(), step, scalars=finite))
 
