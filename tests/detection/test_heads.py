@@ -1,18 +1,17 @@
 """Conformance of every mask head in the table: forward, finite losses, gradients to every
 parameter, COCO segm output, state-dict round trip. A new head is tested the moment it is listed."""
 
-import copy
 
 import numpy as np
-import pycocotools.mask as mask_utils
 import pytest
 import torch
 
 from maskrep.codecs import ContourCodec, LearnedCodec, PCACodec, SVDCodec
 from maskrep.data.detection import DetectionDataset, collate
 from maskrep.detection import build_fcos, list_heads
-from maskrep.detection.heads import MaskMaps, get_head
+from maskrep.detection.heads import get_head
 from maskrep.engine.evaluation import detections_to_coco
+from maskrep.testing import HEAD_CHECKS
 
 
 def _pca():
@@ -77,50 +76,17 @@ def name(request):
     return request.param
 
 
-def test_losses_finite_and_gradients_reach_every_parameter(name, batch):
+@pytest.mark.parametrize("check", HEAD_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_conformance(name, check, batch):
+    """maskrep.testing's checks, the ones plugin heads run too, on the data pipeline's batch."""
     _, (images, targets) = batch
-    model = _model(name).train()
-    losses = model(images, targets)
-    assert {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask"} <= set(losses)
-    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
-    head_params = {n for n, _ in model.mask_head.named_parameters()}
-    missing = [n for n, p in model.mask_head.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
-    assert head_params and not missing, f"no gradient reaches {missing}"
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    check(lambda: _model(name), images, targets)
 
 
-def test_no_instances_still_trains(name, batch):
-    _, (images, targets) = batch
-    model = _model(name).train()
-    empty = [dict(t, boxes=t["boxes"][:0], labels=t["labels"][:0], masks=t["masks"][[]]) for t in targets]
-    losses = model(images, empty)
-    assert all(torch.isfinite(v) and v.requires_grad for v in losses.values())
+def test_checks_run_on_their_own_synthetic_batch():
+    from maskrep.testing import check_head
 
-
-def test_eval_output_is_coco_segm_and_state_dict_round_trips(name, batch):
-    ds, (images, targets) = batch
-    model = _model(name).eval()
-    with torch.no_grad():
-        model.fcos.score_thresh = 0.0  # an untrained model: keep every candidate
-        dets = model(images, image_sizes=[t["size"] for t in targets])
-    assert all(isinstance(d["mask"], MaskMaps) and len(d["mask"].maps) == len(d["boxes"]) > 0 for d in dets)
-    results = detections_to_coco(dets[0], targets[0], ds.category_ids)
-    seg = results[0]["segmentation"]
-    assert set(results[0]) == {"image_id", "category_id", "bbox", "score", "segmentation"}
-    assert seg["size"] == list(targets[0]["orig_size"]) and isinstance(seg["counts"], str)
-    assert mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).shape == tuple(targets[0]["orig_size"])
-    again = _model(name)
-    with torch.no_grad():
-        for p in again.parameters():
-            p.add_(1.0)  # differ first
-    again.load_state_dict(copy.deepcopy(model.state_dict()))
-    again.eval()
-    again.fcos.score_thresh = 0.0
-    with torch.no_grad():
-        dets2 = again(images, image_sizes=[t["size"] for t in targets])
-    for a, b in zip(dets, dets2):
-        assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["mask"].maps, b["mask"].maps)
+    check_head(lambda: get_head("crmask", in_channels=16, codec=SVDCodec(mask_size=6, rank=2)))
 
 
 def test_targets_without_masks_say_how_to_get_them(batch):
