@@ -68,12 +68,10 @@ def codec_parser(name: str):
     import argparse
     import inspect
 
-    from .codecs import CODECS, list_codecs
+    from .codecs import codec_class
     from .engine.reconstruction import parse_value
 
-    if name not in CODECS:
-        raise KeyError(f"unknown codec {name!r}; valid names: {', '.join(list_codecs())}")
-    cls = CODECS[name]
+    cls = codec_class(name)
     p = argparse.ArgumentParser(prog=f"maskrep fit {name}", description=f"Fit the {name} codec on the box crops of "
                                 "a COCO data set and save it.")
     _add_data_args(p)

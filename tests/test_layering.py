@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "maskrep"
 
 #: stage of each top-level part of the package (lower = earlier)
 STAGES = {
-    "_config": 0, "_kernels": 0, "_array": 0, "_io": 0, "distributed": 0,
+    "_config": 0, "_kernels": 0, "_array": 0, "_io": 0, "_plugins": 0, "distributed": 0,
     "ops": 1, "structures": 1,
     "data": 2, "codecs": 2,
     "assembly": 3,

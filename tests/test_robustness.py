@@ -365,6 +365,8 @@ def test_version_help_and_option_order(synthetic, tmp_path, capsys):
 
 def test_errors_are_one_line_unless_debug(synthetic, capsys):
     assert main(["reconstruct", "--codec", "pcaa", "--annotations", synthetic["val"][0]]) == 2
-    assert capsys.readouterr().err == "maskrep: error: unknown codec 'pcaa'; valid names: bitmap, contour, dct, learned, pca, polar, svd\n"
+    assert capsys.readouterr().err == ("maskrep: error: unknown codec 'pcaa'; valid names: bitmap, contour, dct, learned, "
+                                       "pca, polar, svd (a plugin's codecs are found through the 'maskrep.codecs' "
+                                       "entry-point group of its installed package)\n")
     with pytest.raises(KeyError):
         main(["--debug", "reconstruct", "--codec", "pcaa", "--annotations", synthetic["val"][0]])

@@ -1,6 +1,6 @@
 """Mask codecs: (N, S, S) bool crops <-> (N, D) codes. Every built-in codec is registered here."""
 
-from .base import CAPABILITIES, CODECS, CodecModule, MaskCodec, get_codec, list_codecs, register_codec
+from .base import CAPABILITIES, CODECS, CodecModule, MaskCodec, codec_class, get_codec, list_codecs, register_codec
 from .bitmap import BitmapCodec
 from .contour import ContourCodec, PolarCodec
 from .dct import DCTCodec
@@ -29,6 +29,7 @@ __all__ = [
     "PCACodec",
     "PolarCodec",
     "SVDCodec",
+    "codec_class",
     "compose_units",
     "get_codec",
     "list_codecs",

@@ -20,9 +20,11 @@ from torch import nn
 
 from .._array import is_tensor
 from .._io import atomic_write
+from .._plugins import Registry
 from ..ops.masks import MASK_THRESHOLD
 
-__all__ = ["CAPABILITIES", "CODECS", "CodecModule", "MaskCodec", "get_codec", "list_codecs", "read_npz", "register_codec"]
+__all__ = ["CAPABILITIES", "CODECS", "CodecModule", "MaskCodec", "codec_class", "get_codec", "list_codecs", "read_npz",
+           "register_codec"]
 
 #: masks a fit handles at once when given one array (memory stays O(FIT_CHUNK * S * S)).
 FIT_CHUNK = 65536
@@ -35,33 +37,42 @@ FIT_CHUNK = 65536
 #: codes (:class:`maskrep.detection.heads.MaskMaps` frame "codes").
 CAPABILITIES = ("jitter", "paste", "resume")
 
-#: name -> codec class. Filled explicitly in ``maskrep/codecs/__init__.py``.
-CODECS: dict[str, type] = {}
+#: the codec table: built-in codecs registered in ``maskrep/codecs/__init__.py``, plugins found
+#: through the ``maskrep.codecs`` entry-point group
+REGISTRY = Registry("codec", "maskrep.codecs")
+#: name -> codec class (the registry's table; plugins appear once a name has been looked up)
+CODECS: dict[str, type] = REGISTRY.table
 
 
-def register_codec(name: str, cls: type) -> None:
-    """Add a codec class under ``name``; a taken name is refused."""
-    if name in CODECS:
-        raise ValueError(f"codec {name!r} is already registered (by {CODECS[name].__name__})")
-    CODECS[name] = cls
+def register_codec(name: str, cls: type | None = None):
+    """Add a codec class under ``name`` (a taken name is refused); without ``cls``, a decorator:
+    ``@register_codec("mine")``."""
+    return REGISTRY.register(name, cls)
 
 
 def list_codecs() -> list[str]:
-    return sorted(CODECS)
+    """Every codec name: maskrep's and the installed plugins'."""
+    return REGISTRY.names()
+
+
+def codec_class(name: str) -> type:
+    """The class registered under ``name``; an unknown name lists the valid ones."""
+    return REGISTRY.get(name)
 
 
 def get_codec(name: str, **params) -> MaskCodec:
     """A new, unfitted codec by name; an unknown name lists the valid ones, an unknown parameter
-    the codec's parameters."""
-    try:
-        cls = CODECS[name]
-    except KeyError:
-        raise KeyError(f"unknown codec {name!r}; valid names: {', '.join(list_codecs())}") from None
+    the codec's parameters. The codec carries the name it was built by (a plugin subclass of a
+    built-in codec saves and loads under its own name)."""
+    cls = codec_class(name)
     accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
     unknown = [k for k in params if k not in accepted]
     if unknown:
         raise ValueError(f"codec {name!r} has no parameter {unknown[0]!r}; its parameters: {', '.join(accepted)}")
-    return cls(**params)
+    codec = cls(**params)
+    if codec.name != name:
+        codec.name = name
+    return codec
 
 
 def check_int(name: str, value, low: int, high: int | None = None) -> int:

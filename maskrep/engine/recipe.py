@@ -62,13 +62,14 @@ def build_mask_head(spec: dict | None, *, in_channels: int, num_classes: int):
     """
     if not spec:
         return None
-    from ..detection.heads import HEADS, get_head
+    from ..detection.heads import get_head, head_class, list_heads
 
     spec = dict(spec)
     name = spec.pop("name", None)
-    if name not in HEADS:
-        raise ValueError(f"model.mask_head.name must be one of {', '.join(sorted(HEADS))}, got {name!r}")
-    accepted = inspect.signature(HEADS[name]).parameters
+    if name not in list_heads():
+        raise ValueError(f"model.mask_head.name must be one of {', '.join(list_heads())}, got {name!r} (a plugin's "
+                         "heads are found through the 'maskrep.heads' entry-point group of its installed package)")
+    accepted = inspect.signature(head_class(name)).parameters
     unknown = [k for k in spec if k not in accepted]
     if unknown:
         raise ValueError(f"model.mask_head: the {name} head has no setting {unknown[0]!r}; its settings: "
@@ -84,16 +85,20 @@ def resolve_codec(codec, where: str = "model.mask_head.codec"):
     """A codec from what a config may hold: a codec (as it is), a dict ``{"name", "params", "arrays"}``
     (what checkpoints store), a saved ``.npz`` path (``$MASKREP_DATASETS``-style variables expanded),
     or a spec ``name:key=value,...`` for a codec that needs no fitting."""
-    from ..codecs import CODECS, MaskCodec, get_codec, load
+    from ..codecs import MaskCodec, get_codec, list_codecs, load
 
     if isinstance(codec, MaskCodec):
         return codec
     if isinstance(codec, dict):
+        if codec["name"] not in list_codecs():
+            plugin = f" from the plugin package {codec['plugin']!r}" if codec.get("plugin") else ""
+            raise ValueError(f"{where}: the codec {codec['name']!r}{plugin} is not installed; install it to use "
+                             "this checkpoint")
         built = get_codec(codec["name"], **codec["params"])
         built.load_state_dict({k: torch.as_tensor(v).numpy() for k, v in codec["arrays"].items()})
         return built
     text = str(codec)
-    if not text.endswith(".npz") and text.partition(":")[0] in CODECS:
+    if not text.endswith(".npz") and text.partition(":")[0] in list_codecs():
         from .reconstruction import parse_codec_spec
 
         built = parse_codec_spec(text)
@@ -109,11 +114,25 @@ def checkpoint_extra(cfg: dict, model, dataset) -> dict:
     (as JSON values), the class names and COCO category ids, and a mask head's codec arrays."""
     extra = {"config": json.loads(json.dumps(cfg, default=str)), "class_names": list(dataset.coco.class_names),
              "category_ids": list(dataset.category_ids)}
+    from ..codecs.base import REGISTRY as CODEC_PLUGINS
+    from ..detection.heads import REGISTRY as HEAD_PLUGINS
+
     codec = getattr(getattr(model, "mask_head", None), "codec", None)
     if codec is not None:
         extra["codec"] = {"name": codec.name, "params": dict(codec.params),
                           "arrays": {k: torch.from_numpy(v) for k, v in codec.state_dict().items()}}
+        if CODEC_PLUGINS.origin(codec.name):  # the package to install to use the checkpoint elsewhere
+            extra["codec"]["plugin"] = CODEC_PLUGINS.origin(codec.name)
+    head = (cfg["model"].get("mask_head") or {}).get("name")
+    if head and HEAD_PLUGINS.origin(head):
+        extra["head_plugin"] = HEAD_PLUGINS.origin(head)
     return extra
+
+
+def _head_names() -> list[str]:
+    from ..detection.heads import list_heads
+
+    return list_heads()
 
 
 def load_model(checkpoint: str, cfg: dict | None = None, module=None, *, no_config_hint: str = "pass --config"):
@@ -128,6 +147,9 @@ def load_model(checkpoint: str, cfg: dict | None = None, module=None, *, no_conf
         cfg = extra["config"]
     cfg = copy.deepcopy(cfg)
     head = cfg["model"].get("mask_head")
+    if head and extra.get("head_plugin") and head.get("name") not in _head_names():
+        raise ValueError(f"{checkpoint} holds a model with the {head['name']!r} mask head of the plugin package "
+                         f"{extra['head_plugin']!r}, which is not installed; install it to use this checkpoint")
     trained = ((extra.get("config") or {}).get("model") or {}).get("mask_head") or {}
     if "config" in extra and (head or {}).get("name") != trained.get("name"):
         def kind(spec):
