@@ -27,6 +27,8 @@ SURFACE = {
     "maskrep.detection.heads": ["BlendMaskHead", "CRMaskHead", "CenterMaskHead", "EmbedMaskHead", "HEADS",
         "MEInstHead", "MaskHead", "MaskMaps", "RefineMaskHead", "get_head", "gt_masks_of", "head_class", "list_heads",
         "register_head"],
+    "maskrep.integrations": ["CodecMaskPredictor", "codec_loss", "codec_targets", "loss_kind",
+        "torchvision_codec_maskrcnn"],
     "maskrep.testing": ["CODEC_CHECKS", "HEAD_CHECKS", "check_codec", "check_head", "disc_masks", "small_detector",
         "synthetic_batch"],
     "maskrep.engine": ["evaluate_reconstruction", "fit_codec", "fit_or_load", "format_table", "iter_crops",

@@ -15,7 +15,7 @@ STAGES = {
     "detection": 4,
     "engine": 5,
     "viz": 0,  # pictures: imports nothing of maskrep, so any stage may draw
-    "demo": 6, "cli": 6, "cli_codecs": 6, "cli_detection": 6, "testing": 6, "__main__": 7,
+    "demo": 6, "integrations": 6, "cli": 6, "cli_codecs": 6, "cli_detection": 6, "testing": 6, "__main__": 7,
 }
 
 
