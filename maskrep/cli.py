@@ -7,6 +7,7 @@ setting), 1 for a failure while working; ``--debug`` shows the traceback instead
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 #: exceptions that mean "the input is wrong" (exit 2); anything else is a failure (exit 1)
@@ -16,6 +17,15 @@ INPUT_ERRORS = (ValueError, LookupError, FileNotFoundError, IsADirectoryError, N
 def _cmd_synth(args) -> int:
     from .data.synthetic import make_synthetic_splits
 
+    if args.copy_paste:
+        from .data.copy_paste import make_copy_paste_coco
+
+        if not (args.annotations and args.images):
+            raise ValueError("--copy-paste cuts objects from a COCO set: give --annotations A.json and --images DIR")
+        path = make_copy_paste_coco(args.annotations, args.images, args.out, num_images=args.num_images,
+                                    size=args.size, seed=args.seed, classes=args.classes, split=args.split)
+        print(f"{args.split}: {path} (images in {os.path.join(args.out, args.split)})")
+        return 0
     splits = make_synthetic_splits(args.out, num_train=args.num_train, num_val=args.num_val, seed=args.seed)
     for split, (path, image_dir) in splits.items():
         print(f"{split}: {path} (images in {image_dir})")
@@ -46,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-train", type=int, default=48, help="training images (48)")
     p.add_argument("--num-val", type=int, default=16, help="validation images (16)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed writes the same files (0)")
+    p.add_argument("--copy-paste", action="store_true",
+                   help="copy-paste scenes instead: real objects cut from --annotations/--images by their masks, "
+                        "pasted at random scale, flip and position onto backgrounds cut from the same set's images")
+    p.add_argument("--annotations", help="copy-paste: the COCO set to cut objects and backgrounds from")
+    p.add_argument("--images", help="copy-paste: its image folder")
+    p.add_argument("--num-images", type=int, default=100, help="copy-paste: scenes to write (100)")
+    p.add_argument("--size", type=int, default=320, help="copy-paste: side of the square scenes (320)")
+    p.add_argument("--classes", action="store_true", help="copy-paste: keep the COCO categories (default: one, object)")
+    p.add_argument("--split", default="scenes", help="copy-paste: name of the image folder and JSON (scenes)")
     p.set_defaults(func=_cmd_synth)
 
     p = add("demo", "the main job on an embedded synthetic data set: six codecs at a few code lengths (PCA fitted "
