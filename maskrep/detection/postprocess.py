@@ -58,8 +58,7 @@ def masks_in_image(mask: MaskMaps, boxes, input_size: tuple[int, int], output_si
     if mask.frame == "codes":
         from ..ops.rle import rle_to_mask
 
-        rles = mask.codec.paste_rle(mask.maps.detach().float().cpu(), scale_boxes(boxes, input_size, output_size),
-                                    output_size, threshold=mask.threshold)
+        rles = rles_in_image(mask, boxes, input_size, output_size)  # the codec's own paste, unflipped
         masks = np.stack([rle_to_mask(r) for r in rles]) if rles else np.zeros((0, big_h, big_w), dtype=bool)
     elif mask.frame == "box":
         out_boxes = scale_boxes(boxes, input_size, output_size)

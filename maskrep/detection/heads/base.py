@@ -90,7 +90,7 @@ def thing_regions(target: dict, masks: InstanceMasks) -> tuple[InstanceMasks, to
     if not crowd or not len(crowd["masks"]):
         return masks, labels
     after = crowd["after"].tolist()
-    # instance j gets slot j + (crowds before it); crowd c gets slot after[c] + c
+    # instance j sorts at (j, 1), crowd c at (after[c], 0): just before the instance it precedes in the file
     order = sorted(range(len(masks) + len(after)),
                    key=lambda k: (k, 1) if k < len(masks) else (after[k - len(masks)], 0))
     joined = InstanceMasks.cat([masks, crowd["masks"]])
@@ -148,7 +148,7 @@ class MaskHead(nn.Module):
         g = torch.Generator(device=device if device is not None else "cpu")
         g.manual_seed(int(self.seed) * 1_000_003 + int(step) * 7919 + get_rank())
         if self.training:
-            step += 1
+            step.add_(1)  # the buffer itself
         return g
 
     def sample_positives(self, count: int, limit: int, device) -> torch.Tensor:
