@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import os
 
 import numpy as np
@@ -23,6 +24,34 @@ __all__ = ["STAT_NAMES", "coco_eval", "detections_to_coco", "evaluate_detector",
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
 STAT_NAMES_REST = ["AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+
+
+def _pycocotools_api():
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    return COCO, COCOeval, "pycocotools"
+
+
+def _maskrep_eval(annotations: str, results: list[dict], iou_type: str, image_ids, per_category: bool) -> dict:
+    from .cocoeval import STAT_NAMES as ALL
+    from .cocoeval import evaluate_coco, summary_text
+
+    if not results:
+        return {**dict.fromkeys(STAT_NAMES, 0.0), "summary": "no detections"}
+    with open(annotations, encoding="utf-8") as f:
+        doc = json.load(f)
+    ev = evaluate_coco(doc, results, iou_type, image_ids=image_ids)
+    out = {name: float(v) for name, v in zip(ALL, ev["stats"])}
+    out["summary"] = summary_text(ev["stats"])
+    if per_category:
+        names = {c["id"]: c["name"] for c in doc["categories"]}
+        per = {}
+        for k, cat in enumerate(ev["cat_ids"]):
+            p = ev["precision"][:, :, k, 0, -1]
+            per[names[cat]] = float(p[p > -1].mean()) if (p > -1).any() else -1.0
+        out["per_category"] = per
+    return out
 
 
 def _coco_api():
@@ -62,11 +91,17 @@ def detections_to_coco(det: dict, target: dict, category_ids: list[int]) -> list
 
 
 def coco_eval(annotations: str, results: list[dict], iou_type: str = "bbox", image_ids=None, *,
-              per_category: bool = False) -> dict:
+              per_category: bool = False, backend: str = "auto") -> dict:
     """COCOeval of ``results`` -> {"AP": ..., "AP50": ..., ... (the 12 stats), "summary": COCOeval's
     printed table} (AP in [0, 1]; -1 when undefined). ``per_category`` adds {"per_category": {name: AP}}
-    (AP at IoU .50:.95, all areas, 100 detections)."""
-    COCO, COCOeval, _ = _coco_api()
+    (AP at IoU .50:.95, all areas, 100 detections). ``backend``: "auto" (faster-coco-eval when
+    installed, else pycocotools), "pycocotools", or "maskrep" (:func:`maskrep.engine.cocoeval.evaluate_coco`,
+    the same numbers without pycocotools' Python loops)."""
+    if backend not in ("auto", "pycocotools", "maskrep"):
+        raise ValueError(f"backend must be 'auto', 'pycocotools' or 'maskrep', got {backend!r}")
+    if backend == "maskrep":
+        return _maskrep_eval(annotations, results, iou_type, image_ids, per_category)
+    COCO, COCOeval, _ = _coco_api() if backend == "auto" else _pycocotools_api()
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(annotations)
     if not results:
