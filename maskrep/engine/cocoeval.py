@@ -26,44 +26,70 @@ AREA_LBL = ("all", "small", "medium", "large")
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-@numba.njit(cache=True)
-def _match(ious, gt_ignore, gt_crowd, thresholds, dt_matched, dt_ignore, gt_matched):
-    """pycocotools' greedy matching of score-ordered detections (rows of ``ious``) to ground truth
-    ordered with the non-ignored first (columns): dt_matched[t, d] = 1 + the matched gt column, or
-    0; dt_ignore[t, d] = the matched gt's ignore flag."""
-    n_dt, n_gt = ious.shape
-    for t in range(len(thresholds)):
-        for d in range(n_dt):
-            best = min(thresholds[t], 1 - 1e-10)
-            m = -1
-            for g in range(n_gt):
-                if gt_matched[t, g] > 0 and not gt_crowd[g]:
-                    continue
-                if m > -1 and gt_ignore[m] == 0 and gt_ignore[g] == 1:
-                    break
-                if ious[d, g] < best:
-                    continue
-                best = ious[d, g]
-                m = g
-            if m == -1:
-                continue
-            dt_ignore[t, d] = gt_ignore[m]
-            dt_matched[t, d] = m + 1
-            gt_matched[t, m] = d + 1
+@numba.njit(cache=True, parallel=True)
+def _match_all(ious, iou_start, det_start, n_det, gt_start, n_gt, gt_area, gt_crowd, det_area, area_rng, thresholds,
+               dt_matched, dt_ignored, npig):
+    """pycocotools' ``evaluateImg`` for every (image, category) group and area range: the gts
+    ordered with the in-range, non-crowd ones first (stable), each score-ordered detection matched
+    greedily to the best gt at each IoU threshold; dt_matched / dt_ignored (A, T, D) flags and the
+    count of gts that are not ignored, npig (groups, A)."""
+    n_groups = len(n_det)
+    n_areas = area_rng.shape[0]
+    n_t = len(thresholds)
+    for n in numba.prange(n_groups):
+        d0, nd, g0, ng, i0 = det_start[n], n_det[n], gt_start[n], n_gt[n], iou_start[n]
+        order = np.empty(ng, dtype=np.int64)
+        ignore = np.empty(ng, dtype=np.int64)
+        gt_used = np.zeros(ng, dtype=np.bool_)
+        for a in range(n_areas):
+            lo, hi = area_rng[a, 0], area_rng[a, 1]
+            k = 0
+            for flag in range(2):  # the kept gts first, then the ignored, each in file order
+                for g in range(ng):
+                    area = gt_area[g0 + g]
+                    ig = 1 if (gt_crowd[g0 + g] != 0 or area < lo or area > hi) else 0
+                    if ig == flag:
+                        order[k] = g
+                        ignore[k] = ig
+                        k += 1
+            count = 0
+            for g in range(ng):
+                count += 1 - ignore[g]
+            npig[n, a] = count
+            for t in range(n_t):
+                gt_used[:] = False
+                for d in range(nd):
+                    best = min(thresholds[t], 1 - 1e-10)
+                    m = -1
+                    for j in range(ng):
+                        g = order[j]
+                        if gt_used[j] and gt_crowd[g0 + g] == 0:
+                            continue
+                        if m > -1 and ignore[m] == 0 and ignore[j] == 1:
+                            break
+                        iou = ious[i0 + d * ng + g]
+                        if iou < best:
+                            continue
+                        best = iou
+                        m = j
+                    area = det_area[d0 + d]
+                    if m == -1:
+                        dt_ignored[a, t, d0 + d] = area < lo or area > hi
+                        continue
+                    gt_used[m] = True
+                    dt_matched[a, t, d0 + d] = True
+                    dt_ignored[a, t, d0 + d] = ignore[m] == 1
 
 
-def _box_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """COCO's box IoU of xywh boxes: (D, G); a crowd gt's union is the detection's area."""
-    dx1, dy1 = dt[:, 0:1] + dt[:, 2:3], dt[:, 1:2] + dt[:, 3:4]
-    gx1, gy1 = gt[:, 0] + gt[:, 2], gt[:, 1] + gt[:, 3]
-    iw = np.minimum(dx1, gx1[None]) - np.maximum(dt[:, 0:1], gt[None, :, 0])
-    ih = np.minimum(dy1, gy1[None]) - np.maximum(dt[:, 1:2], gt[None, :, 1])
+def _pair_box_ious(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """COCO's box IoU of (P, 4) xywh pairs: a crowd gt's union is the detection's area."""
+    iw = np.minimum(dt[:, 0] + dt[:, 2], gt[:, 0] + gt[:, 2]) - np.maximum(dt[:, 0], gt[:, 0])
+    ih = np.minimum(dt[:, 1] + dt[:, 3], gt[:, 1] + gt[:, 3]) - np.maximum(dt[:, 1], gt[:, 1])
     inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
     da, ga = dt[:, 2] * dt[:, 3], gt[:, 2] * gt[:, 3]
-    union = np.where(crowd[None], da[:, None], da[:, None] + ga[None] - inter)
+    union = np.where(crowd, da, da + ga - inter)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(union > 0, inter / union, 0.0)
-    return out
+        return np.where(inter > 0, inter / union, 0.0)
 
 
 def _load_gt(annotations):
@@ -73,31 +99,21 @@ def _load_gt(annotations):
     return annotations
 
 
-def _segm_ious(groups: list, images: dict) -> list[np.ndarray]:
-    """The (D, G) mask IoUs of every group, from one element-wise count over all their pairs
-    (:func:`maskrep.ops.rle_counts`); pycocotools' ``mask.iou`` values: I / U, or I / area(d)
-    for a crowd gt, 0 where nothing is shared."""
+def _pair_mask_ious(dets: list, gt_list: list, images: dict, pair_d: np.ndarray, pair_g: np.ndarray,
+                    gt_crowd: np.ndarray) -> np.ndarray:
+    """Mask IoU of every (detection, gt) pair from one element-wise run count
+    (:func:`maskrep.ops.rle_counts`): pycocotools' ``mask.iou`` values, I / U, or I / area(d) for
+    a crowd gt, 0 where nothing is shared."""
     from ..ops.rle import rle_counts
 
-    gt_rles = _gt_rles([a for *_, g in groups for a in g], images)
-    pairs_d, pairs_g, shapes, at = [], [], [], 0
-    for _, _, d, g in groups:
-        rles = gt_rles[at : at + len(g)]
-        at += len(g)
-        pairs_d += [r["segmentation"] for r in d for _ in g]
-        pairs_g += rles * len(d)
-        shapes.append((len(d), len(g), [bool(a.get("iscrowd", 0)) for a in g]))
-    inter, area_d, area_g = rle_counts(pairs_d, pairs_g)
-    out, at = [], 0
-    for n_d, n_g, crowd in shapes:
-        i = inter[at : at + n_d * n_g].reshape(n_d, n_g).astype(np.float64)
-        ad = area_d[at : at + n_d * n_g].reshape(n_d, n_g).astype(np.float64)
-        ag = area_g[at : at + n_d * n_g].reshape(n_d, n_g).astype(np.float64)
-        at += n_d * n_g
-        union = np.where(np.array(crowd, dtype=bool)[None], ad, ad + ag - i)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out.append(np.where(i > 0, i / union, 0.0))
-    return out
+    if not len(pair_d):
+        return np.zeros(0)
+    gt_rles = _gt_rles(gt_list, images)
+    inter, area_d, area_g = rle_counts([dets[i]["segmentation"] for i in pair_d], [gt_rles[j] for j in pair_g])
+    inter = inter.astype(np.float64)
+    union = np.where(gt_crowd[pair_g].astype(bool), area_d, area_d + area_g - inter).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(inter > 0, inter / union, 0.0)
 
 
 def _gt_rles(anns: list[dict], images: dict) -> list[dict]:
@@ -156,72 +172,81 @@ def evaluate_coco(annotations, results: list[dict], iou_type: str = "segm", imag
     # pycocotools' loadRes takes a detection's area from its box when the results carry boxes
     # (detectron2's and maskrep's segm results do), else from its mask
     box_area = bool(results) and bool(results[0].get("bbox"))
-    groups = []  # (img, cat, dets sorted by score (at most 100), gts)
-    for key in sorted(set(gts) | set(dts)):
-        if key[1] not in cat_ids:
-            continue
-        d = [r for _, r in sorted(dts.get(key, []), key=lambda kr: (-kr[1]["score"], kr[0]))][: MAX_DETS[-1]]
-        groups.append((key[0], key[1], d, gts.get(key, [])))
-    ious_of = _segm_ious(groups, images) if iou_type == "segm" else None
-    evals: dict = {}
-    for n, (img, cat, d, g) in enumerate(groups):
-        crowd = np.array([int(a.get("iscrowd", 0)) for a in g], dtype=np.int64)
-        ignore = crowd.copy()  # COCOeval's "ignore" is the crowd flag (it overwrites any "ignore" field)
-        g_area = np.array([float(a["area"]) for a in g], dtype=np.float64)
-        scores = np.array([float(r["score"]) for r in d], dtype=np.float64)
-        if iou_type == "segm":
-            d_area = np.array([r["bbox"][2] * r["bbox"][3] if box_area else rle_area(r["segmentation"]) for r in d],
-                              dtype=np.float64)
-            ious = ious_of[n]
-        else:
-            d_box = np.array([r["bbox"] for r in d], dtype=np.float64).reshape(-1, 4)
-            d_area = d_box[:, 2] * d_box[:, 3]
-            ious = (_box_iou(d_box, np.array([a["bbox"] for a in g], dtype=np.float64).reshape(-1, 4), crowd.astype(bool))
-                    if d and g else np.zeros((len(d), len(g))))
-        for a, (lo, hi) in enumerate(AREA_RNG):
-            g_ig = (ignore | (g_area < lo) | (g_area > hi)).astype(np.int64)
-            order = np.argsort(g_ig, kind="mergesort")
-            dt_matched = np.zeros((T, len(d)), dtype=np.int64)
-            dt_ignore = np.zeros((T, len(d)), dtype=np.int64)
-            gt_matched = np.zeros((T, len(g)), dtype=np.int64)
-            if len(d) and len(g):
-                _match(np.ascontiguousarray(ious[:, order]), g_ig[order], crowd[order], IOU_THRS, dt_matched,
-                       dt_ignore, gt_matched)
-            outside = (d_area < lo) | (d_area > hi)
-            dt_ig = dt_ignore.astype(bool) | ((dt_matched == 0) & outside[None])
-            evals[(cat, a, img)] = (scores, dt_matched > 0, dt_ig, int((g_ig == 0).sum()))
+    keys = sorted(k for k in set(gts) | set(dts) if k[1] in cat_ids)  # image-major, as COCOeval's loops
+    group_of = {key: n for n, key in enumerate(keys)}
+    # detections: each group's by descending score (ties in result order), at most 100
+    det_idx = np.array([k for key in keys for k, _ in dts.get(key, [])], dtype=np.int64)
+    det_grp = np.array([group_of[key] for key in keys for _ in dts.get(key, [])], dtype=np.int64)
+    det_score = np.array([float(results[k]["score"]) for k in det_idx], dtype=np.float64)
+    order = np.lexsort((det_idx, -det_score, det_grp))
+    det_idx, det_grp, det_score = det_idx[order], det_grp[order], det_score[order]
+    n_det_all = np.bincount(det_grp, minlength=len(keys))
+    det_start_all = np.concatenate([[0], np.cumsum(n_det_all)[:-1]])
+    rank = np.arange(len(det_idx)) - det_start_all[det_grp] if len(det_idx) else np.zeros(0, dtype=np.int64)
+    keep = rank < MAX_DETS[-1]
+    det_idx, det_grp, det_score, rank = det_idx[keep], det_grp[keep], det_score[keep], rank[keep]
+    n_det = np.bincount(det_grp, minlength=len(keys)).astype(np.int64)
+    det_start = np.concatenate([[0], np.cumsum(n_det)[:-1]]).astype(np.int64)
+    dets = [results[k] for k in det_idx]
+    if iou_type == "segm":
+        det_area = np.array([r["bbox"][2] * r["bbox"][3] for r in dets] if box_area else
+                            [rle_area(r["segmentation"]) for r in dets], dtype=np.float64)
+    else:
+        det_box = np.array([r["bbox"] for r in dets], dtype=np.float64).reshape(-1, 4)
+        det_area = det_box[:, 2] * det_box[:, 3]
+    # ground truth: each group's in file order
+    gt_list = [a for key in keys for a in gts.get(key, [])]
+    n_gt = np.array([len(gts.get(key, [])) for key in keys], dtype=np.int64)
+    gt_start = np.concatenate([[0], np.cumsum(n_gt)[:-1]]).astype(np.int64)
+    gt_area = np.array([float(a["area"]) for a in gt_list], dtype=np.float64)
+    gt_crowd = np.array([int(a.get("iscrowd", 0)) for a in gt_list], dtype=np.int64)
+    # every group's (D, G) IoUs, back to back
+    pair_n = n_det * n_gt
+    iou_start = np.concatenate([[0], np.cumsum(pair_n)[:-1]]).astype(np.int64)
+    grp_of_pair = np.repeat(np.arange(len(keys)), pair_n)
+    local = np.arange(int(pair_n.sum())) - iou_start[grp_of_pair]
+    pair_d = det_start[grp_of_pair] + local // np.maximum(n_gt[grp_of_pair], 1)
+    pair_g = gt_start[grp_of_pair] + local % np.maximum(n_gt[grp_of_pair], 1)
+    if iou_type == "segm":
+        ious = _pair_mask_ious(dets, gt_list, images, pair_d, pair_g, gt_crowd)
+    else:
+        gt_box = np.array([a["bbox"] for a in gt_list], dtype=np.float64).reshape(-1, 4)
+        ious = _pair_box_ious(det_box[pair_d], gt_box[pair_g], gt_crowd[pair_g].astype(bool))
+    area_rng = np.array(AREA_RNG, dtype=np.float64)
+    dt_matched = np.zeros((A, T, len(dets)), dtype=np.bool_)
+    dt_ignored = np.zeros((A, T, len(dets)), dtype=np.bool_)
+    npig = np.zeros((len(keys), A), dtype=np.int64)
+    _match_all(ious, iou_start, det_start, n_det, gt_start, n_gt, gt_area, gt_crowd, det_area, area_rng, IOU_THRS,
+               dt_matched, dt_ignored, npig)
     precision = -np.ones((T, R, K, A, M))
     recall = -np.ones((T, K, A, M))
+    key_cat = np.array([key[1] for key in keys], dtype=np.int64)
+    det_cat = key_cat[det_grp] if len(det_grp) else np.zeros(0, dtype=np.int64)
     for k, cat in enumerate(cat_ids):
+        if not (key_cat == cat).any():
+            continue
         for a in range(A):
-            per_image = [evals[(cat, a, img)] for img in img_ids if (cat, a, img) in evals]
-            if not per_image:
-                continue
-            npig = sum(e[3] for e in per_image)
-            if npig == 0:
+            total = int(npig[key_cat == cat, a].sum())
+            if total == 0:
                 continue
             for m, max_det in enumerate(MAX_DETS):
-                scores = np.concatenate([e[0][:max_det] for e in per_image])
-                order = np.argsort(-scores, kind="mergesort")
-                matched = np.concatenate([e[1][:, :max_det] for e in per_image], axis=1)[:, order]
-                ignored = np.concatenate([e[2][:, :max_det] for e in per_image], axis=1)[:, order]
-                tps = matched & ~ignored
-                fps = ~matched & ~ignored
-                tp_sum = np.cumsum(tps, axis=1).astype(dtype=float)
-                fp_sum = np.cumsum(fps, axis=1).astype(dtype=float)
+                idx = np.flatnonzero((det_cat == cat) & (rank < max_det))  # image order, then score order
+                order = idx[np.argsort(-det_score[idx], kind="mergesort")]
+                matched, ignored = dt_matched[a][:, order], dt_ignored[a][:, order]
+                tp_sum = np.cumsum(matched & ~ignored, axis=1).astype(dtype=float)
+                fp_sum = np.cumsum(~matched & ~ignored, axis=1).astype(dtype=float)
                 nd = tp_sum.shape[1]
+                rc = tp_sum / total
+                pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+                recall[:, k, a, m] = rc[:, -1] if nd else 0
+                if nd:
+                    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
                 for t in range(T):
-                    tp, fp = tp_sum[t], fp_sum[t]
-                    rc = tp / npig
-                    pr = tp / (fp + tp + np.spacing(1))
-                    recall[t, k, a, m] = rc[-1] if nd else 0
-                    pr = np.maximum.accumulate(pr[::-1])[::-1] if nd else pr
-                    inds = np.searchsorted(rc, REC_THRS, side="left")
-                    q = np.zeros(R)
-                    valid = inds < nd
+                    inds = np.searchsorted(rc[t], REC_THRS, side="left")
                     # pycocotools fills q until the first recall threshold past the last detection
-                    stop = int(np.argmin(valid)) if not valid.all() else R
-                    q[:stop] = pr[inds[:stop]]
+                    stop = R if nd and inds[-1] < nd else int(np.argmax(inds >= nd))
+                    q = np.zeros(R)
+                    q[:stop] = pr[t, inds[:stop]]
                     precision[t, :, k, a, m] = q
     return {"stats": _stats(precision, recall), "precision": precision, "recall": recall, "cat_ids": cat_ids}
 
