@@ -26,7 +26,7 @@ AREA_LBL = ("all", "small", "medium", "large")
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _match_all(ious, iou_start, det_start, n_det, gt_start, n_gt, gt_area, gt_crowd, det_area, area_rng, thresholds,
                dt_matched, dt_ignored, npig):
     """pycocotools' ``evaluateImg`` for every (image, category) group and area range: the gts
@@ -36,7 +36,7 @@ def _match_all(ious, iou_start, det_start, n_det, gt_start, n_gt, gt_area, gt_cr
     n_groups = len(n_det)
     n_areas = area_rng.shape[0]
     n_t = len(thresholds)
-    for n in numba.prange(n_groups):
+    for n in range(n_groups):  # serial: milliseconds of work, which a parallel region would risk on a busy core
         d0, nd, g0, ng, i0 = det_start[n], n_det[n], gt_start[n], n_gt[n], iou_start[n]
         order = np.empty(ng, dtype=np.int64)
         ignore = np.empty(ng, dtype=np.int64)

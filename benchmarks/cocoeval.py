@@ -1,0 +1,98 @@
+"""COCO evaluation end to end (evaluate + accumulate + summarize) on coco-mini val, 100 detections
+per image (every GT mask shifted by up to 6 px, 15% with another category, the rest rectangles of
+random categories), masks and boxes: pycocotools' COCOeval, faster-coco-eval (when installed) and
+maskrep.engine.cocoeval, timed in one process, best of 3, with whether their statistics agree.
+
+    python -m benchmarks.cocoeval
+"""
+
+import contextlib
+import copy
+import io
+import json
+import time
+
+import numpy as np
+
+from benchmarks._common import coco_mini, machine
+
+
+def detections(annotations) -> list[dict]:
+    from maskrep.data import CocoInstances
+    from maskrep.ops import mask_to_rle
+
+    doc = json.loads(annotations.read_text())
+    by_image: dict = {}
+    for inst in CocoInstances(annotations):
+        by_image.setdefault(inst.image_id, []).append(inst)
+    cats = [c["id"] for c in doc["categories"]]
+    rng = np.random.default_rng(0)
+    results = []
+    for im in doc["images"]:
+        h, w = im["height"], im["width"]
+        masks = [(np.roll(i.mask(), tuple(rng.integers(-6, 7, 2)), (0, 1)),
+                  i.category_id if rng.random() < 0.85 else int(rng.choice(cats))) for i in by_image.get(im["id"], [])]
+        while len(masks) < 100:
+            x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
+            m = np.zeros((h, w), bool)
+            m[y0 : y0 + rng.integers(5, 200), x0 : x0 + rng.integers(5, 200)] = True
+            masks.append((m, int(rng.choice(cats))))
+        for m, c in masks[:100]:
+            ys, xs = np.nonzero(m)
+            results.append({"image_id": im["id"], "category_id": c, "segmentation": mask_to_rle(m),
+                            "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)],
+                            "score": float(np.round(rng.random(), 3))})
+    return results
+
+
+def run_cocoeval(COCO, COCOeval, annotations, results, iou_type):
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(annotations))
+        ev = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return np.asarray(ev.stats)
+
+
+def best(fn, repeats: int = 3):
+    out, t = None, float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        t = min(t, time.perf_counter() - t0)
+    return out, t
+
+
+def main() -> None:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from maskrep.engine.cocoeval import evaluate_coco
+
+    annotations = coco_mini() / "annotations" / "instances_val2017.json"
+    results = detections(annotations)
+    doc = json.loads(annotations.read_text())
+    print(f"machine: {machine()}")
+    print(f"coco-mini val: {len(doc['images'])} images, {len(results)} detections")
+    evaluate_coco(doc, results[:200], "segm")  # compile (or load from the cache) outside the timing
+    for iou_type in ("segm", "bbox"):
+        res = results if iou_type == "segm" else [{k: v for k, v in r.items() if k != "segmentation"} for r in results]
+        ref, t_py = best(lambda r=res, k=iou_type: run_cocoeval(COCO, COCOeval, annotations, r, k))
+        ours, t_ours = best(lambda r=res, k=iou_type: evaluate_coco(str(annotations), r, k)["stats"])
+        line = (f"{iou_type}: pycocotools {t_py:.2f} s | maskrep {t_ours:.2f} s (x{t_py / t_ours:.1f}, statistics "
+                f"{'identical' if np.array_equal(ours, ref) else 'DIFFERENT'})")
+        try:
+            from faster_coco_eval import COCO as FCOCO
+            from faster_coco_eval import COCOeval_faster
+
+            fast, t_fast = best(lambda r=res, k=iou_type: run_cocoeval(FCOCO, COCOeval_faster, annotations, r, k))
+            line += (f" | faster-coco-eval {t_fast:.2f} s (maskrep x{t_fast / t_ours:.1f} it; its statistics "
+                     f"{'identical' if np.array_equal(fast, ref) else f'differ by up to {np.abs(fast - ref).max():.1e}'})")
+        except ImportError:
+            line += " | faster-coco-eval not installed (pip install faster-coco-eval)"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
