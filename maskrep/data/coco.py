@@ -361,10 +361,8 @@ class CocoInstances:
         elif isinstance(counts, str):
             try:
                 runs = decode_counts(counts)
-            except (IndexError, ValueError):
-                self._fail(ann, f"RLE counts {counts[:20]!r}... are not pycocotools' compressed form", "malformed_rle")
-            if (runs < 0).any():
-                self._fail(ann, "compressed RLE counts decode to a negative run", "malformed_rle")
+            except ValueError as e:  # a negative run, a character outside the alphabet, a cut string
+                self._fail(ann, str(e), "malformed_rle")
             total = int(runs.sum())
         else:
             self._fail(ann, f"RLE counts must be a string or a list, got {type(counts).__name__}", "malformed_rle")

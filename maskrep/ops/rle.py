@@ -75,7 +75,7 @@ def decode_counts(counts: str | bytes) -> np.ndarray:
         if len(runs) > 2:
             x += runs[-2]
         if x < 0:
-            raise ValueError(f"RLE counts {_show(counts)} decode to a negative run ({x}) at run {len(runs)}")
+            raise ValueError(f"compressed RLE counts decode to a negative run ({x}) at run {len(runs)} of {_show(counts)}")
         runs.append(x)
     return np.asarray(runs, dtype=np.int64)
 
