@@ -17,34 +17,6 @@ import numpy as np
 from benchmarks._common import coco_mini, machine
 
 
-def detections(annotations) -> list[dict]:
-    from maskrep.data import CocoInstances
-    from maskrep.ops import mask_to_rle
-
-    doc = json.loads(annotations.read_text())
-    by_image: dict = {}
-    for inst in CocoInstances(annotations):
-        by_image.setdefault(inst.image_id, []).append(inst)
-    cats = [c["id"] for c in doc["categories"]]
-    rng = np.random.default_rng(0)
-    results = []
-    for im in doc["images"]:
-        h, w = im["height"], im["width"]
-        masks = [(np.roll(i.mask(), tuple(rng.integers(-6, 7, 2)), (0, 1)),
-                  i.category_id if rng.random() < 0.85 else int(rng.choice(cats))) for i in by_image.get(im["id"], [])]
-        while len(masks) < 100:
-            x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
-            m = np.zeros((h, w), bool)
-            m[y0 : y0 + rng.integers(5, 200), x0 : x0 + rng.integers(5, 200)] = True
-            masks.append((m, int(rng.choice(cats))))
-        for m, c in masks[:100]:
-            ys, xs = np.nonzero(m)
-            results.append({"image_id": im["id"], "category_id": c, "segmentation": mask_to_rle(m),
-                            "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)],
-                            "score": float(np.round(rng.random(), 3))})
-    return results
-
-
 def run_cocoeval(COCO, COCOeval, annotations, results, iou_type):
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(annotations))
@@ -69,9 +41,10 @@ def main() -> None:
     from pycocotools.cocoeval import COCOeval
 
     from maskrep.engine.cocoeval import evaluate_coco
+    from maskrep.testing import perturbed_detections
 
     annotations = coco_mini() / "annotations" / "instances_val2017.json"
-    results = detections(annotations)
+    _, results = perturbed_detections(annotations)
     doc = json.loads(annotations.read_text())
     print(f"machine: {machine()}")
     print(f"coco-mini val: {len(doc['images'])} images, {len(results)} detections")

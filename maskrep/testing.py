@@ -19,8 +19,8 @@ import tempfile
 import numpy as np
 import torch
 
-__all__ = ["CODEC_CHECKS", "HEAD_CHECKS", "check_codec", "check_head", "disc_masks", "small_detector",
-           "synthetic_batch"]
+__all__ = ["CODEC_CHECKS", "HEAD_CHECKS", "check_codec", "check_head", "disc_masks", "perturbed_detections",
+           "small_detector", "synthetic_batch"]
 
 
 def disc_masks(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -234,3 +234,43 @@ def check_head(make_head, images=None, targets=None) -> None:
         images, targets = synthetic_batch()
     for check in HEAD_CHECKS:
         check(lambda: small_detector(make_head()), images, targets)
+
+
+# ---- COCO evaluation ------------------------------------------------------------------------------
+
+
+def perturbed_detections(annotations, *, images: int | None = None, per_image: int = 100, seed: int = 0,
+                         score_decimals: int = 3) -> tuple[list[int], list[dict]]:
+    """(image ids, COCO results) to evaluate against a COCO set: each non-crowd GT mask shifted by up
+    to 6 px (15% with another category), then rectangles of random categories up to ``per_image``
+    detections an image, each with its mask's box and a rounded score (ties happen); the first
+    ``images`` images (all when None). What evaluators are compared on."""
+    import json
+
+    from .data import CocoInstances
+    from .ops import mask_to_rle
+
+    with open(annotations, encoding="utf-8") as f:
+        doc = json.load(f)
+    picked = doc["images"] if images is None else doc["images"][:images]
+    by_image: dict = {}
+    for inst in CocoInstances(annotations):
+        by_image.setdefault(inst.image_id, []).append(inst)
+    cats = [c["id"] for c in doc["categories"]]
+    rng = np.random.default_rng(seed)
+    results = []
+    for im in picked:
+        h, w = im["height"], im["width"]
+        masks = [(np.roll(i.mask(), tuple(rng.integers(-6, 7, 2)), (0, 1)),
+                  i.category_id if rng.random() < 0.85 else int(rng.choice(cats))) for i in by_image.get(im["id"], [])]
+        while len(masks) < per_image:
+            x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
+            m = np.zeros((h, w), bool)
+            m[y0 : y0 + rng.integers(5, 200), x0 : x0 + rng.integers(5, 200)] = True
+            masks.append((m, int(rng.choice(cats))))
+        for m, c in masks[:per_image]:
+            ys, xs = np.nonzero(m)
+            results.append({"image_id": im["id"], "category_id": c, "segmentation": mask_to_rle(m),
+                            "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)],
+                            "score": float(np.round(rng.random(), score_decimals))})
+    return [im["id"] for im in picked], results

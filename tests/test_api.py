@@ -29,8 +29,8 @@ SURFACE = {
         "register_head"],
     "maskrep.integrations": ["CodecMaskPredictor", "codec_loss", "codec_targets", "loss_kind",
         "torchvision_codec_maskrcnn"],
-    "maskrep.testing": ["CODEC_CHECKS", "HEAD_CHECKS", "check_codec", "check_head", "disc_masks", "small_detector",
-        "synthetic_batch"],
+    "maskrep.testing": ["CODEC_CHECKS", "HEAD_CHECKS", "check_codec", "check_head", "disc_masks",
+        "perturbed_detections", "small_detector", "synthetic_batch"],
     "maskrep.engine": ["evaluate_reconstruction", "fit_codec", "fit_or_load", "format_table", "iter_crops",
         "parse_codec_spec", "plot_rate_distortion", "run_grid"],
 }

@@ -4,7 +4,6 @@ and recall arrays, for masks and boxes, crowd regions included."""
 import contextlib
 import copy
 import io
-import json
 
 import numpy as np
 import pytest
@@ -14,35 +13,13 @@ pytestmark = pytest.mark.realdata
 
 @pytest.fixture(scope="module")
 def detections(coco_mini):
-    """40 coco-mini val images, 100 detections each: every GT mask shifted by up to 6 px (15% with
-    another category), the rest rectangles of random categories; scores with ties."""
-    from maskrep.data import CocoInstances
-    from maskrep.ops import mask_to_rle
+    """40 coco-mini val images, 100 detections each (maskrep.testing.perturbed_detections): shifted
+    GT masks, wrong categories, rectangles, tied scores."""
+    from maskrep.testing import perturbed_detections
 
     ann = coco_mini / "annotations" / "instances_val2017.json"
-    doc = json.loads(ann.read_text())
-    images = doc["images"][:40]
-    by_image: dict = {}
-    for inst in CocoInstances(ann):
-        by_image.setdefault(inst.image_id, []).append(inst)
-    cats = [c["id"] for c in doc["categories"]]
-    rng = np.random.default_rng(0)
-    results = []
-    for im in images:
-        h, w = im["height"], im["width"]
-        masks = [(np.roll(i.mask(), tuple(rng.integers(-6, 7, 2)), (0, 1)),
-                  i.category_id if rng.random() < 0.85 else int(rng.choice(cats))) for i in by_image.get(im["id"], [])]
-        while len(masks) < 100:
-            x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
-            m = np.zeros((h, w), bool)
-            m[y0 : y0 + rng.integers(5, 200), x0 : x0 + rng.integers(5, 200)] = True
-            masks.append((m, int(rng.choice(cats))))
-        for m, c in masks[:100]:
-            ys, xs = np.nonzero(m)
-            results.append({"image_id": im["id"], "category_id": c, "segmentation": mask_to_rle(m),
-                            "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)],
-                            "score": float(np.round(rng.random(), 2))})
-    return ann, [im["id"] for im in images], results
+    image_ids, results = perturbed_detections(ann, images=40, score_decimals=2)
+    return ann, image_ids, results
 
 
 @pytest.mark.parametrize("iou_type,with_box", [("segm", True), ("segm", False), ("bbox", True)])
