@@ -293,36 +293,12 @@ def _pca_codec(size: int = 28, dim: int = 60):
     return PCACodec(mask_size=size, dim=dim).fit(masks)
 
 
-def _synthetic_batch(batch: int, h: int, w: int, device, seed: int = 0):
-    """(B, 3, H', W') uint8 images padded to 32 and targets with 6 polygon instances each."""
-    import numpy as np
-    import torch
-
-    from maskrep.structures import InstanceMasks
-
-    rng = np.random.default_rng(seed)
-    hp, wp = -(-h // 32) * 32, -(-w // 32) * 32
-    images = torch.zeros((batch, 3, hp, wp), dtype=torch.uint8)
-    images[:, :, :h, :w] = torch.from_numpy(rng.integers(0, 255, (batch, 3, h, w), dtype=np.uint8))
-    targets = []
-    for _ in range(batch):
-        x0, y0 = rng.uniform(0, w * 0.6, 6), rng.uniform(0, h * 0.6, 6)
-        x1, y1 = x0 + rng.uniform(w * 0.05, w * 0.4, 6), y0 + rng.uniform(h * 0.05, h * 0.4, 6)
-        boxes = np.stack([x0, y0, x1, y1], 1)
-        t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-        polys = [[np.stack([(a + c) / 2 + (c - a) / 2 * np.cos(t), (b + d) / 2 + (d - b) / 2 * np.sin(t)], 1)]
-                 for a, b, c, d in boxes]
-        targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32, device=device),
-                        "labels": torch.tensor(rng.integers(0, 80, 6), device=device),
-                        "masks": InstanceMasks(polys, (h, w)), "size": (h, w)})
-    return images.to(device), targets
-
-
 def step_fcos_r50(ctx: dict) -> dict:
     import torch
 
     from maskrep.detection import build_fcos
     from maskrep.detection.heads import get_head
+    from maskrep.testing import synthetic_batch
 
     dry, dev = ctx["dry_run"], ctx["device"]
     h, w, batch = (128, 160, 2) if dry else (800, 1333, 8)
@@ -345,7 +321,7 @@ def step_fcos_r50(ctx: dict) -> dict:
             head = get_head(name, **params)
         model = build_fcos(classes, mask_head=head, use_p2=bool(head is not None and "p2" in head.in_features),
                            **arch).to(dev)
-        images, targets = _synthetic_batch(batch, h, w, dev)
+        images, targets = synthetic_batch(batch, h, w, num_classes=classes, instances=6, device=dev)
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
 
         def train_step(model=model, opt=opt, images=images, targets=targets):

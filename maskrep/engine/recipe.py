@@ -129,12 +129,6 @@ def checkpoint_extra(cfg: dict, model, dataset) -> dict:
     return extra
 
 
-def _head_names() -> list[str]:
-    from ..detection.heads import list_heads
-
-    return list_heads()
-
-
 def load_model(checkpoint: str, cfg: dict | None = None, module=None, *, no_config_hint: str = "pass --config"):
     """(model, checkpoint extra) from a checkpoint written by ``maskrep train``; ``cfg`` (default: the
     one the checkpoint carries) says how to build the model. A ``cfg`` whose mask head is not the
@@ -147,7 +141,9 @@ def load_model(checkpoint: str, cfg: dict | None = None, module=None, *, no_conf
         cfg = extra["config"]
     cfg = copy.deepcopy(cfg)
     head = cfg["model"].get("mask_head")
-    if head and extra.get("head_plugin") and head.get("name") not in _head_names():
+    from ..detection.heads import list_heads
+
+    if head and extra.get("head_plugin") and head.get("name") not in list_heads():
         raise ValueError(f"{checkpoint} holds a model with the {head['name']!r} mask head of the plugin package "
                          f"{extra['head_plugin']!r}, which is not installed; install it to use this checkpoint")
     trained = ((extra.get("config") or {}).get("model") or {}).get("mask_head") or {}
