@@ -54,16 +54,19 @@ def _maskrep_eval(annotations: str, results: list[dict], iou_type: str, image_id
     return out
 
 
+def _summary_text(stats) -> str:
+    from .cocoeval import summary_text
+
+    return summary_text(stats)
+
+
 def _coco_api():
     try:
         from faster_coco_eval import COCO, COCOeval_faster
 
         return COCO, COCOeval_faster, "faster-coco-eval"
     except ImportError:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-
-        return COCO, COCOeval, "pycocotools"
+        return _pycocotools_api()
 
 
 def detections_to_coco(det: dict, target: dict, category_ids: list[int]) -> list[dict]:
@@ -119,7 +122,8 @@ def coco_eval(annotations: str, results: list[dict], iou_type: str = "bbox", ima
         ev.summarize()
     out = {name: float(v) for name, v in zip(STAT_NAMES, ev.stats[:6])}
     out.update({name: float(v) for name, v in zip(STAT_NAMES_REST, ev.stats[6:12])})
-    out["summary"] = text.getvalue().rstrip()
+    # faster-coco-eval's summarize prints nothing to stdout: the same table, from its numbers
+    out["summary"] = text.getvalue().rstrip() or _summary_text(ev.stats[:12])
     if per_category:
         precision = np.asarray(ev.eval["precision"])  # (T, R, K, A, M)
         names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
